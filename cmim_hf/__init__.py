@@ -1,0 +1,64 @@
+"""cmim_hf: contrastive Mutual Information Machine (cMIM) for molecules on HuggingFace Transformers."""
+
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
+
+from .configuration_cmim import CMIMConfig
+from .modeling_cmim import (
+    CMIMEncoderOutput,
+    CMIMForConditionalGeneration,
+    CMIMModel,
+    CMIMModelOutput,
+    CMIMPreTrainedModel,
+    CMIMSeq2SeqLMOutput,
+    prepare_decoder_inputs,
+)
+from .pipelines import (
+    INFORMATIVE_TASK,
+    InformativeFeatureExtractionPipeline,
+    add_pipeline_to_checkpoint,
+    compute_embeddings,
+    register_pipelines,
+)
+from .tokenization_cmim import CMIMTokenizer
+
+__version__ = "0.1.0"
+
+AutoConfig.register(CMIMConfig.model_type, CMIMConfig, exist_ok=True)
+AutoModel.register(CMIMConfig, CMIMModel, exist_ok=True)
+AutoModelForSeq2SeqLM.register(CMIMConfig, CMIMForConditionalGeneration, exist_ok=True)
+AutoTokenizer.register(CMIMConfig, tokenizer_class=CMIMTokenizer, exist_ok=True)
+CMIMConfig.register_for_auto_class()
+CMIMModel.register_for_auto_class("AutoModel")
+CMIMForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+CMIMTokenizer.register_for_auto_class("AutoTokenizer")
+register_pipelines()
+
+
+def __getattr__(name: str):
+    """Lazy access to the bulk embedding API (it imports scikit-learn, pyarrow and tqdm)."""
+    if name in _LAZY_EMBEDDING_NAMES:
+        from . import embedding
+
+        return getattr(embedding, name)
+    raise AttributeError(f"module 'cmim_hf' has no attribute {name!r}")
+
+
+_LAZY_EMBEDDING_NAMES = ("CMIMEmbedder", "CMIMFeaturizer", "EmbeddingResult", "read_embeddings")
+
+__all__ = [
+    "INFORMATIVE_TASK",
+    "InformativeFeatureExtractionPipeline",
+    "add_pipeline_to_checkpoint",
+    "compute_embeddings",
+    "register_pipelines",
+    *_LAZY_EMBEDDING_NAMES,
+    "CMIMConfig",
+    "CMIMEncoderOutput",
+    "CMIMForConditionalGeneration",
+    "CMIMModel",
+    "CMIMModelOutput",
+    "CMIMPreTrainedModel",
+    "CMIMSeq2SeqLMOutput",
+    "CMIMTokenizer",
+    "prepare_decoder_inputs",
+]

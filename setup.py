@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="cmim_hf",
+    version="0.1.0",
+    description="contrastive Mutual Information Machine (cMIM) for molecules, as a HuggingFace Transformers extension",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["cmim_hf", "cmim_hf.*"]),
+    package_data={"cmim_hf": ["*.json", "data/**/*", "pretrained/**/*", "evaluation/metrics/**/*"]},
+    include_package_data=True,
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.4,<3",
+        "transformers>=5,<6",
+        "tokenizers>=0.22,<1",
+        "datasets>=3,<6",
+        "accelerate>=1.0,<2",
+        "evaluate>=0.4,<0.5",
+        "rdkit>=2024.3",
+        "scikit-learn>=1.4,<2",
+        "numpy>=1.26",
+        "pandas>=2",
+        "pyarrow>=14",
+        "tqdm>=4.66",
+        "safetensors>=0.4",
+    ],
+    extras_require={"test": ["pytest>=8", "hypothesis>=6", "ruff>=0.6"]},
+    entry_points={"console_scripts": ["cmim=cmim_hf.cli:main"]},
+)
