@@ -1,0 +1,154 @@
+"""`cmim embed`: embed the SMILES column of a CSV/Parquet file into a Parquet file.
+
+Every input row is kept, in order; rows whose SMILES RDKit rejects (or that are too long for
+the model) get NaN embeddings, `valid=False` and the reason in `invalid_reason`. Exit codes:
+0 ok, 2 usage error (missing input file or column, bad option), 1 failure (unreadable
+checkpoint, runtime error), with one-line messages on stderr.
+"""
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from .embedding import CMIMEmbedder, file_smiles_column
+from .pipelines import SOURCES, validate_options
+from .pooling import LAYER_MODES, POOLING_MODES, LayerSpec
+
+DEFAULT_CHECKPOINT = Path(__file__).with_name("pretrained")
+
+
+def parse_layers(text: str) -> LayerSpec:
+    """ "last" | "mean" | "concat" | comma-separated layer indices such as "0,-1"."""
+    if text in LAYER_MODES:
+        return text  # type: ignore[return-value]
+    try:
+        indices = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(LAYER_MODES)} or comma-separated integers, got {text!r}"
+        ) from None
+    return indices[0] if len(indices) == 1 else indices
+
+
+def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `cmim embed` options to `parser`."""
+    parser.add_argument("input", type=Path, help="CSV (.csv, .csv.gz) or Parquet file with a SMILES column")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output Parquet file")
+    parser.add_argument(
+        "--smiles-col",
+        default=None,
+        help="name of the SMILES column (default: the column named 'smiles', any case)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint folder or Hub id of a cMIM (or any seq2seq) model (default: the shipped checkpoint)",
+    )
+    parser.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="decoder",
+        help="decoder: informative embedding (default); latent: mu only; encoder: pooled encoder states",
+    )
+    parser.add_argument(
+        "--layers",
+        type=parse_layers,
+        default="last",
+        help="hidden states to pool: last (default), mean, concat, or layer indices like 0,-1 (0 = embeddings)",
+    )
+    parser.add_argument(
+        "--pooling",
+        choices=POOLING_MODES,
+        default="mean",
+        help="over positions: mean of real tokens (default), first token, or eos (last real token)",
+    )
+    parser.add_argument(
+        "--include-latent",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="prepend mu to the pooled states (default: on for cMIM with --source decoder)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="molecules per forward pass (default 256)"
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=16384,
+        help="rows read, length-sorted and written at a time (default 16384)",
+    )
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--canonicalize", action="store_true", help="embed RDKit canonical SMILES")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"cmim embed: error: {message}", file=sys.stderr)
+    return code
+
+
+def run_embed_command(args: argparse.Namespace) -> int:
+    """Run `cmim embed`; returns the exit code."""
+    try:
+        validate_options(args.source, args.layers, args.pooling)
+        if args.batch_size < 1 or args.chunk_size < 1:
+            raise ValueError("--batch-size and --chunk-size must be positive")
+        if args.output.suffix.lower() not in (".parquet", ".pq"):
+            raise ValueError(f"the output must be a .parquet file, got {args.output}")
+        column = file_smiles_column(args.input, args.smiles_col)
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        return _fail(str(err.args[0]) if err.args else str(err), 2)
+
+    model = args.model
+    if model is None:
+        if not (DEFAULT_CHECKPOINT / "config.json").is_file():
+            return _fail("no shipped checkpoint in this install yet: pass --model <checkpoint folder>", 2)
+        model = str(DEFAULT_CHECKPOINT)
+    local = Path(model).expanduser()
+    if (local.exists() or model.startswith((".", "/", "~"))) and not (local / "config.json").is_file():
+        return _fail(f"{model} is not a checkpoint folder (no config.json there)", 1)
+    try:
+        embedder = CMIMEmbedder(
+            str(local) if local.exists() else model,
+            source=args.source,
+            layers=args.layers,
+            pooling=args.pooling,
+            include_latent=args.include_latent,
+            batch_size=args.batch_size,
+            device=args.device,
+            canonicalize=args.canonicalize,
+            on_invalid="nan",
+            chunk_size=args.chunk_size,
+            progress=False if args.no_progress else None,
+        )
+    except (OSError, ValueError) as err:
+        return _fail(f"cannot load the model from {model}: {str(err).splitlines()[0]}", 1)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # summarised below instead
+            invalid = embedder.embed_file(args.input, column, args.output)
+    except Exception as err:  # one line for the user, not a traceback
+        return _fail(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", 1)
+    if args.output.is_file():
+        rows = pq.ParquetFile(args.output).metadata.num_rows
+        print(
+            f"embedded {rows} rows ({len(invalid)} invalid, flagged in columns valid/invalid_reason), "
+            f"dimension {embedder.embedding_dim} -> {args.output}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point: `python -m cmim_hf.embed_cli in.csv -o out.parquet`."""
+    parser = argparse.ArgumentParser(prog="cmim embed", description=__doc__)
+    add_embed_arguments(parser)
+    return run_embed_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,591 @@
+"""Bulk embedding of SMILES with cMIM or any seq2seq model.
+
+`CMIMEmbedder` turns a list of SMILES, a pandas/`datasets` column, or a CSV/Parquet file into
+an (N, D) float32 array aligned 1:1 with the input rows. Inputs are processed in chunks:
+each chunk is validated with RDKit (optionally canonicalised), tokenized, sorted by length
+into batches (little padding), embedded with `cmim_hf.pipelines.compute_embeddings` and put
+back in input order. `embed_file` streams a file to Parquet with flat memory and shards it
+across processes under `torchrun` / `accelerate launch`.
+
+Invalid rows follow `on_invalid`: "raise" (the first one, with its row and reason), "nan"
+(kept as NaN rows and reported with a warning and in `EmbeddingResult.invalid`) or "skip"
+(dropped, and the kept row indices are returned). Rows are never silently dropped or shifted.
+
+Also here: `CMIMFeaturizer` (scikit-learn transformer) and `CMIMEmbedder.map_function`
+(for `datasets.Dataset.map(batched=True)`).
+"""
+
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
+
+from . import chem
+from .chem import InvalidRow, InvalidSmilesError
+from .pipelines import Source, compute_embeddings, is_cmim_model, validate_options
+from .pooling import LayerSpec, PoolingMode
+from .tokenization_cmim import CMIMTokenizer
+
+InvalidPolicy = Literal["raise", "nan", "skip"]
+INVALID_POLICIES: tuple[str, ...] = ("raise", "nan", "skip")
+FILE_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".parquet", ".pq")
+_PROGRESS_MIN_ROWS = 2048
+
+
+@dataclass
+class EmbeddingResult:
+    """Embeddings with their provenance.
+
+    Attributes:
+        embeddings: (M, D) float32; M = N for "raise"/"nan" (invalid rows are NaN), the number
+            of valid rows for "skip".
+        indices: (M,) int64 input row index of each embedding row.
+        invalid: every rejected row (index, SMILES, reason), in input order.
+    """
+
+    embeddings: np.ndarray
+    indices: np.ndarray
+    invalid: list[InvalidRow] = field(default_factory=list)
+
+
+@dataclass
+class _Chunk:
+    """One embedded chunk: (n, D) float32 with NaN rows where `valid` (n,) is False."""
+
+    start: int
+    smiles: list[Any]
+    embeddings: np.ndarray
+    valid: np.ndarray
+    invalid: list[InvalidRow]
+
+
+def is_file_input(inputs: Any) -> bool:
+    """Whether `inputs` names a CSV/Parquet file (a Path, or a str ending in a known suffix)."""
+    if isinstance(inputs, os.PathLike):
+        return True
+    return isinstance(inputs, str) and inputs.lower().endswith(FILE_SUFFIXES)
+
+
+def _resolve_column(columns: Sequence[str], smiles_col: str | None, source: str) -> str:
+    """Pick the SMILES column: the given name, else the one named "smiles" in any case."""
+    if smiles_col is not None:
+        if smiles_col not in columns:
+            raise KeyError(f"column {smiles_col!r} not found in {source}; columns: {list(columns)}")
+        return smiles_col
+    matches = [c for c in columns if str(c).lower() == "smiles"]
+    if len(matches) != 1:
+        raise KeyError(
+            f"cannot tell which column of {source} holds SMILES (columns: {list(columns)}): pass smiles_col"
+        )
+    return matches[0]
+
+
+def _is_parquet(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith((".parquet", ".pq"))
+
+
+def file_smiles_column(path: str | os.PathLike, smiles_col: str | None) -> str:
+    """Check that `path` is a readable CSV/Parquet file and return its SMILES column's name."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input file not found: {path}")
+    if _is_parquet(path):
+        columns = pq.ParquetFile(path).schema_arrow.names
+    elif path.name.lower().endswith((".csv", ".csv.gz")):
+        columns = list(pd.read_csv(path, nrows=0).columns)
+    else:
+        raise ValueError(f"unsupported input file {path}: expected one of {FILE_SUFFIXES}")
+    return _resolve_column(columns, smiles_col, str(path))
+
+
+def iter_file_chunks(path: str | os.PathLike, smiles_col: str | None, chunk_size: int) -> Iterator[list[Any]]:
+    """Stream the SMILES column of a CSV (optionally gzipped) or Parquet file in chunks."""
+    column = file_smiles_column(path, smiles_col)
+    if _is_parquet(path):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size, columns=[column]):
+            yield batch.column(0).to_pylist()
+    else:
+        for frame in pd.read_csv(path, usecols=[column], dtype={column: object}, chunksize=chunk_size):
+            yield frame[column].tolist()
+
+
+def iter_input_chunks(inputs: Any, smiles_col: str | None, chunk_size: int) -> Iterator[list[Any]]:
+    """Chunks of raw SMILES values from a file path, a DataFrame/Dataset, a column or any iterable."""
+    if is_file_input(inputs):
+        yield from iter_file_chunks(inputs, smiles_col, chunk_size)
+        return
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    elif isinstance(inputs, pd.DataFrame):
+        inputs = inputs[_resolve_column(list(inputs.columns), smiles_col, "the DataFrame")]
+    elif hasattr(inputs, "column_names") and hasattr(inputs, "map"):  # datasets.Dataset
+        inputs = inputs[_resolve_column(inputs.column_names, smiles_col, "the Dataset")]
+    iterator = iter(inputs.tolist() if isinstance(inputs, (pd.Series, np.ndarray)) else inputs)
+    while chunk := list(islice(iterator, chunk_size)):
+        yield chunk
+
+
+def _count_rows(inputs: Any) -> int | None:
+    """Number of rows if cheaply known (sized inputs, Parquet metadata), else None."""
+    if is_file_input(inputs):
+        return pq.ParquetFile(inputs).metadata.num_rows if _is_parquet(inputs) else None
+    if isinstance(inputs, str):
+        return 1
+    return len(inputs) if hasattr(inputs, "__len__") else None
+
+
+def load_model_and_tokenizer(name_or_path: str | os.PathLike) -> tuple[PreTrainedModel, Any]:
+    """Load a seq2seq model (float32) and its tokenizer from a local folder or Hub id."""
+    config = AutoConfig.from_pretrained(name_or_path)
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=torch.float32)
+    except ValueError:
+        model = AutoModel.from_pretrained(name_or_path, dtype=torch.float32)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError):
+        if config.model_type != "cmim":
+            raise
+        tokenizer = CMIMTokenizer()
+    return model, tokenizer
+
+
+def _distributed_rank_world() -> tuple[int, int]:
+    """(rank, world size) from torch.distributed or from torchrun/accelerate environment variables."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+@contextmanager
+def _process_group(world: int) -> Iterator[None]:
+    """Make sure a process group exists when world > 1 (gloo; only used for small syncs)."""
+    created = False
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="gloo")
+        created = True
+    try:
+        yield
+    finally:
+        if created:
+            torch.distributed.destroy_process_group()
+
+
+class CMIMEmbedder:
+    """Embed many SMILES with a cMIM (or any seq2seq) model; rows stay aligned with the input.
+
+    Args:
+        model: a model (moved to `device`, cast to float32 and put in eval mode, in place), or a
+            checkpoint folder / Hub id (loaded in float32 with its tokenizer).
+        tokenizer: the tokenizer; defaults to the checkpoint's (or the shipped cMIM vocabulary).
+        source, layers, pooling, include_latent: embedding options, see
+            `cmim_hf.pipelines.compute_embeddings` (defaults: informative decoder embedding,
+            last layer, mean over real tokens, concatenated with mu for cMIM).
+        batch_size: molecules per forward pass.
+        device: torch device; default CUDA (this process's LOCAL_RANK) if available, else CPU.
+        canonicalize: embed RDKit canonical SMILES instead of the given strings.
+        on_invalid: "raise", "nan" or "skip" (see module docstring).
+        chunk_size: rows validated, tokenized and length-sorted together; bounds memory.
+        progress: show a tqdm bar; None shows one for inputs of 2048 rows or more.
+
+    Example:
+
+    ```python
+    >>> embedder = CMIMEmbedder("path/to/cmim", on_invalid="nan")
+    >>> X = embedder.embed(["CCO", "c1ccccc1", "not a smiles"])  # (3, D) float32, last row NaN
+    ```
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | PreTrainedModel,
+        tokenizer: Any | None = None,
+        source: Source = "decoder",
+        layers: LayerSpec = "last",
+        pooling: PoolingMode = "mean",
+        include_latent: bool | None = None,
+        batch_size: int = 256,
+        device: str | torch.device | None = None,
+        canonicalize: bool = False,
+        on_invalid: InvalidPolicy = "raise",
+        chunk_size: int = 16384,
+        progress: bool | None = None,
+    ) -> None:
+        validate_options(source, layers, pooling)
+        if on_invalid not in INVALID_POLICIES:
+            raise ValueError(f"on_invalid must be one of {INVALID_POLICIES}, got {on_invalid!r}")
+        if batch_size < 1 or chunk_size < 1:
+            raise ValueError("batch_size and chunk_size must be positive")
+        if isinstance(model, (str, os.PathLike)):
+            model, loaded_tokenizer = load_model_and_tokenizer(model)
+            tokenizer = tokenizer if tokenizer is not None else loaded_tokenizer
+        elif tokenizer is None:
+            if not is_cmim_model(model):
+                raise ValueError("pass the tokenizer that goes with this model")
+            tokenizer = CMIMTokenizer()
+        if (include_latent or source == "latent") and not is_cmim_model(model):
+            raise ValueError("source='latent' and include_latent=True need a cMIM model")
+        if device is None:
+            local_rank = int(os.environ.get("LOCAL_RANK", 0))
+            device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.model = model.to(device=self.device, dtype=torch.float32).eval()
+        self.tokenizer = tokenizer
+        self.options: dict[str, Any] = {
+            "source": source,
+            "layers": layers,
+            "pooling": pooling,
+            "include_latent": include_latent,
+        }
+        self.batch_size = batch_size
+        self.canonicalize = canonicalize
+        self.on_invalid = on_invalid
+        self.chunk_size = chunk_size
+        self.progress = progress
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.max_length = self._max_length()
+        self._dim: int | None = None
+
+    def _max_length(self) -> int | None:
+        """Longest token sequence the model accepts (absolute positions), or None if unbounded."""
+        limits = [getattr(self.model.config, "max_position_embeddings", None)]
+        tokenizer_limit = getattr(self.tokenizer, "model_max_length", None)
+        if tokenizer_limit is not None and tokenizer_limit < 1_000_000:
+            limits.append(tokenizer_limit)
+        limits = [int(limit) for limit in limits if limit]
+        return min(limits) if limits else None
+
+    @property
+    def embedding_dim(self) -> int:
+        """D, the length of one embedding (found with a one-molecule forward pass)."""
+        if self._dim is None:
+            encoded = self.tokenizer(["C"], return_tensors="pt")
+            self._dim = self._forward(encoded["input_ids"], encoded["attention_mask"]).shape[1]
+        return self._dim
+
+    @torch.inference_mode()
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
+        """(B, T) padded batch -> (B, D) float32 numpy."""
+        embeddings = compute_embeddings(
+            self.model,
+            input_ids.to(self.device),
+            attention_mask.to(self.device),
+            pad_token_id=self.pad_token_id,
+            **self.options,
+        )
+        return embeddings.cpu().numpy()
+
+    def _prepare(self, values: list[Any], start: int) -> tuple[list[int], list[str], list[InvalidRow]]:
+        """Validate (and canonicalise) one chunk -> (valid positions, strings to embed, invalid rows)."""
+        positions: list[int] = []
+        texts: list[str] = []
+        invalid: list[InvalidRow] = []
+        for position, value in enumerate(values):
+            try:
+                text = chem.canonicalize(value) if self.canonicalize else value
+                if not self.canonicalize:
+                    chem.parse_smiles(value)
+            except InvalidSmilesError as err:
+                invalid.append(InvalidRow(index=start + position, smiles=str(value), reason=err.reason))
+            else:
+                positions.append(position)
+                texts.append(text)
+        return positions, texts, invalid
+
+    def _embed_chunk(self, values: list[Any], start: int, bar: tqdm | None) -> _Chunk:
+        """Embed one chunk of raw values whose first row has input index `start`."""
+        positions, texts, invalid = self._prepare(values, start)
+        token_ids: list[list[int]] = []
+        if texts:  # truncating at max_length + 1 tells over-long inputs apart without raising
+            truncate = {"truncation": True, "max_length": self.max_length + 1} if self.max_length else {}
+            token_ids = self.tokenizer(texts, return_attention_mask=False, **truncate)["input_ids"]
+        lengths = np.array([len(ids) for ids in token_ids], dtype=np.int64)
+        keep = np.arange(len(texts))
+        if self.max_length is not None:
+            for k in np.flatnonzero(lengths > self.max_length):
+                reason = f"too long: more than {self.max_length} tokens"
+                invalid.append(
+                    InvalidRow(index=start + positions[k], smiles=str(values[positions[k]]), reason=reason)
+                )
+            invalid.sort(key=lambda row: row.index)
+            keep = np.flatnonzero(lengths <= self.max_length)
+        if invalid and self.on_invalid == "raise":
+            raise InvalidSmilesError(invalid[0].smiles, invalid[0].reason, invalid[0].index)
+
+        embeddings = np.full((len(values), self.embedding_dim), np.nan, dtype=np.float32)
+        valid = np.zeros(len(values), dtype=bool)
+        rows_of = np.asarray(positions, dtype=np.int64)
+        order = keep[np.argsort(lengths[keep], kind="stable")]  # length buckets: little padding
+        for first in range(0, len(order), self.batch_size):
+            batch = order[first : first + self.batch_size]
+            input_ids = np.full((len(batch), int(lengths[batch].max())), self.pad_token_id, dtype=np.int64)
+            for row, k in enumerate(batch):
+                input_ids[row, : lengths[k]] = token_ids[k]
+            attention_mask = (np.arange(input_ids.shape[1]) < lengths[batch][:, None]).astype(np.int64)
+            embeddings[rows_of[batch]] = self._forward(
+                torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
+            )
+            valid[rows_of[batch]] = True
+        if bar is not None:
+            bar.update(len(values))
+        return _Chunk(start=start, smiles=values, embeddings=embeddings, valid=valid, invalid=invalid)
+
+    def _iter_chunks(
+        self, inputs: Any, smiles_col: str | None, rank: int = 0, world: int = 1, desc: str = "embedding"
+    ) -> Iterator[_Chunk]:
+        """Embedded chunks in input order (only every `world`-th chunk, from `rank`, when sharded)."""
+        total = _count_rows(inputs)
+        show = self.progress if self.progress is not None else (total is None or total >= _PROGRESS_MIN_ROWS)
+        with tqdm(total=total, desc=desc, unit="mol", disable=not show or rank != 0) as bar:
+            start = 0
+            for number, values in enumerate(iter_input_chunks(inputs, smiles_col, self.chunk_size)):
+                if number % world == rank:
+                    yield self._embed_chunk(values, start, bar)
+                else:
+                    bar.update(len(values))
+                start += len(values)
+
+    def _warn_invalid(self, invalid: list[InvalidRow]) -> None:
+        """Report invalid rows (index, SMILES, reason) with a warning, never silently."""
+        if not invalid:
+            return
+        shown = "; ".join(f"row {r.index} {r.smiles!r} ({r.reason})" for r in invalid[:10])
+        more = f"; ... and {len(invalid) - 10} more" if len(invalid) > 10 else ""
+        action = "kept as NaN rows" if self.on_invalid == "nan" else "skipped"
+        warnings.warn(f"{len(invalid)} invalid SMILES {action}: {shown}{more}", stacklevel=3)
+
+    def embed_with_report(self, inputs: Any, smiles_col: str | None = None) -> EmbeddingResult:
+        """Embed `inputs` and return the embeddings, their row indices and the invalid rows.
+
+        Args:
+            inputs: list of SMILES, a pandas Series/DataFrame, a `datasets` Dataset or column,
+                a numpy array, any iterable of strings, or a CSV/Parquet path.
+            smiles_col: column holding SMILES for DataFrames, Datasets and files (default: the
+                column named "smiles" in any case).
+        """
+        blocks: list[np.ndarray] = []
+        indices: list[np.ndarray] = []
+        invalid: list[InvalidRow] = []
+        for chunk in self._iter_chunks(inputs, smiles_col):
+            rows = np.arange(chunk.start, chunk.start + len(chunk.smiles))
+            keep = chunk.valid if self.on_invalid == "skip" else slice(None)
+            blocks.append(chunk.embeddings[keep])
+            indices.append(rows[keep])
+            invalid.extend(chunk.invalid)
+        self._warn_invalid(invalid)
+        if not blocks:
+            return EmbeddingResult(
+                np.zeros((0, self.embedding_dim), np.float32), np.zeros(0, np.int64), invalid
+            )
+        return EmbeddingResult(np.concatenate(blocks), np.concatenate(indices).astype(np.int64), invalid)
+
+    def embed(self, inputs: Any, smiles_col: str | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Embed `inputs` (see `embed_with_report`).
+
+        Returns:
+            (N, D) float32 aligned with the input rows ("raise", "nan"); with "skip", the
+            (M, D) embeddings of the valid rows and their (M,) input row indices.
+        """
+        result = self.embed_with_report(inputs, smiles_col)
+        if self.on_invalid == "skip":
+            return result.embeddings, result.indices
+        return result.embeddings
+
+    def _chunk_table(self, chunk: _Chunk, smiles_col: str) -> pa.Table:
+        """One chunk as an Arrow table: row_index, SMILES, valid, invalid_reason, embedding."""
+        reasons: list[str | None] = [None] * len(chunk.smiles)
+        for row in chunk.invalid:
+            reasons[row.index - chunk.start] = row.reason
+        keep = chunk.valid if self.on_invalid == "skip" else np.ones(len(chunk.smiles), dtype=bool)
+        flat = pa.array(chunk.embeddings[keep].reshape(-1), type=pa.float32())
+        smiles = [None if not isinstance(s, str) else s for s in chunk.smiles]
+        return pa.table(
+            {
+                "row_index": pa.array(
+                    np.arange(chunk.start, chunk.start + len(chunk.smiles))[keep], pa.int64()
+                ),
+                smiles_col: pa.array([s for s, k in zip(smiles, keep, strict=True) if k], pa.string()),
+                "valid": pa.array(chunk.valid[keep]),
+                "invalid_reason": pa.array([r for r, k in zip(reasons, keep, strict=True) if k], pa.string()),
+                "embedding": pa.FixedSizeListArray.from_arrays(flat, self.embedding_dim),
+            }
+        )
+
+    def embed_file(
+        self, path: str | os.PathLike, smiles_col: str | None, out_path: str | os.PathLike
+    ) -> list[InvalidRow]:
+        """Stream a CSV/Parquet file into a Parquet file of embeddings, one row group per chunk.
+
+        The output has columns row_index, <smiles_col>, valid, invalid_reason and embedding
+        (fixed-size list of D float32; NaN for invalid rows under "nan"), in input order.
+        Memory stays flat: only one chunk's inputs and activations are held at a time.
+
+        Under `torchrun` / `accelerate launch` (WORLD_SIZE > 1) every process embeds every
+        WORLD_SIZE-th chunk into a shard file; rank 0 then merges the shards in input order
+        into `out_path`, and all ranks return once it is complete.
+
+        Returns:
+            the invalid rows this process saw.
+        """
+        out_path = Path(out_path)
+        if out_path.suffix.lower() not in (".parquet", ".pq"):
+            raise ValueError(f"output must be a .parquet file, got {out_path}")
+        column = file_smiles_column(path, smiles_col)
+        rank, world = _distributed_rank_world()
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        target = out_path if world == 1 else _shard_path(out_path, rank, world)
+        schema = self._output_schema(column)
+        invalid: list[InvalidRow] = []
+        error: Exception | None = None
+        with _process_group(world):
+            try:
+                with pq.ParquetWriter(target, schema) as writer:
+                    chunks = self._iter_chunks(path, column, rank, world, desc=f"embedding {Path(path).name}")
+                    for chunk in chunks:
+                        writer.write_table(
+                            self._chunk_table(chunk, column), row_group_size=len(chunk.smiles) + 1
+                        )
+                        invalid.extend(chunk.invalid)
+            except Exception as err:  # re-raised below, once the other ranks know
+                error = err
+            failed = torch.tensor([int(error is not None)])
+            if world > 1:
+                torch.distributed.all_reduce(failed, op=torch.distributed.ReduceOp.MAX)
+            if failed.item():
+                target.unlink(missing_ok=True)  # no half-written output or stray shard
+                raise error or RuntimeError("another process failed while embedding its shard")
+            if world > 1:
+                if rank == 0:
+                    _merge_shards(out_path, world, schema)
+                torch.distributed.barrier()
+        self._warn_invalid(invalid)
+        return invalid
+
+    def _output_schema(self, smiles_col: str) -> pa.Schema:
+        """Arrow schema of `embed_file` output."""
+        return pa.schema(
+            [
+                ("row_index", pa.int64()),
+                (smiles_col, pa.string()),
+                ("valid", pa.bool_()),
+                ("invalid_reason", pa.string()),
+                ("embedding", pa.list_(pa.float32(), self.embedding_dim)),
+            ]
+        )
+
+    def map_function(
+        self, smiles_col: str = "smiles", output_col: str = "embedding"
+    ) -> Callable[[dict[str, list[Any]]], dict[str, list[Any]]]:
+        """A function for `dataset.map(fn, batched=True)` adding `output_col` (D floats per row).
+
+        Invalid rows get NaN vectors (or raise under on_invalid="raise"); "skip" is refused
+        because `map` must keep every row.
+        """
+        if self.on_invalid == "skip":
+            raise ValueError("map keeps every row: use on_invalid='nan' and filter on NaN afterwards")
+
+        def embed_batch(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+            return {output_col: list(self.embed(batch[smiles_col]))}
+
+        return embed_batch
+
+
+def _shard_path(out_path: Path, rank: int, world: int) -> Path:
+    """Temporary per-process output next to `out_path`."""
+    return out_path.with_name(f"{out_path.name}.shard-{rank:05d}-of-{world:05d}")
+
+
+def _merge_shards(out_path: Path, world: int, schema: pa.Schema) -> None:
+    """Interleave the shards' row groups (chunk k lives in shard k % world) into `out_path`."""
+    shards = [pq.ParquetFile(_shard_path(out_path, rank, world)) for rank in range(world)]
+    with pq.ParquetWriter(out_path, schema) as writer:
+        for number in range(sum(shard.num_row_groups for shard in shards)):
+            table = shards[number % world].read_row_group(number // world)
+            writer.write_table(table, row_group_size=table.num_rows + 1)
+    for rank in range(world):
+        _shard_path(out_path, rank, world).unlink()
+
+
+def read_embeddings(path: str | os.PathLike) -> np.ndarray:
+    """The (N, D) float32 embedding matrix of an `embed_file` output."""
+    column = pq.read_table(path, columns=["embedding"]).column("embedding").combine_chunks()
+    width = column.type.list_size
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, width).astype(np.float32, copy=False)
+
+
+class CMIMFeaturizer(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer: SMILES -> (N, D) float32 embeddings, usable in a Pipeline.
+
+    Stateless (`fit` only loads the model). Invalid SMILES become NaN rows by default so that
+    rows stay aligned with `y`; follow with an imputer or drop them beforehand.
+
+    Args: as `CMIMEmbedder`; `model` is best a checkpoint path (cheap to clone).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | PreTrainedModel,
+        tokenizer: Any | None = None,
+        source: Source = "decoder",
+        layers: LayerSpec = "last",
+        pooling: PoolingMode = "mean",
+        include_latent: bool | None = None,
+        batch_size: int = 256,
+        device: str | None = None,
+        canonicalize: bool = False,
+        on_invalid: Literal["raise", "nan"] = "nan",
+        smiles_col: str | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.source = source
+        self.layers = layers
+        self.pooling = pooling
+        self.include_latent = include_latent
+        self.batch_size = batch_size
+        self.device = device
+        self.canonicalize = canonicalize
+        self.on_invalid = on_invalid
+        self.smiles_col = smiles_col
+
+    def fit(self, X: Any, y: Any = None) -> "CMIMFeaturizer":
+        """Load the model; nothing is learned."""
+        if self.on_invalid not in ("raise", "nan"):
+            raise ValueError("CMIMFeaturizer keeps rows aligned: on_invalid must be 'raise' or 'nan'")
+        self.embedder_ = CMIMEmbedder(
+            self.model,
+            tokenizer=self.tokenizer,
+            source=self.source,
+            layers=self.layers,
+            pooling=self.pooling,
+            include_latent=self.include_latent,
+            batch_size=self.batch_size,
+            device=self.device,
+            canonicalize=self.canonicalize,
+            on_invalid=self.on_invalid,
+            progress=False,
+        )
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """(N,) SMILES (list, array, Series or one-column DataFrame) -> (N, D) float32."""
+        if not hasattr(self, "embedder_"):
+            self.fit(X)
+        if isinstance(X, np.ndarray) and X.ndim == 2:
+            X = X[:, 0]
+        if isinstance(X, pd.DataFrame) and self.smiles_col is None and X.shape[1] == 1:
+            X = X.iloc[:, 0]
+        return self.embedder_.embed(X, smiles_col=self.smiles_col)
