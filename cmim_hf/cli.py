@@ -1,0 +1,88 @@
+"""The ``cmim`` command: a thin layer over the library.
+
+    cmim embed IN.csv --smiles-col smiles -o OUT.parquet    informative embeddings of every row
+    cmim pretrain --train-file CORPUS --output-dir DIR      pre-train cMIM / MIM / InfoNCE / AE
+    cmim benchmark --model ecfp4 --tasks esol --out DIR     MoleculeNet probes, reports, plots
+
+Exit codes: 0 ok, 1 failure, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+
+def _embed(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    from .embed_cli import add_embed_arguments, run_embed_command
+
+    add_embed_arguments(parser)
+    return run_embed_command
+
+
+def _pretrain(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    from .pretrain import CorpusError, add_pretrain_arguments, run_pretrain
+
+    add_pretrain_arguments(parser)
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            run_pretrain(args)
+        except CorpusError as error:
+            print(f"cmim pretrain: error: {error}", file=sys.stderr)
+            return 2
+        return 0
+
+    return run
+
+
+def _benchmark(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    from .evaluation.cli import add_benchmark_arguments, run_benchmark_command
+
+    add_benchmark_arguments(parser)
+    return run_benchmark_command
+
+
+SUBCOMMANDS: dict[
+    str, tuple[str, Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]]
+] = {
+    "embed": (
+        "embed a CSV/Parquet SMILES column into Parquet (every row kept, invalid rows flagged)",
+        _embed,
+    ),
+    "pretrain": ("pre-train a cMIM model on a SMILES corpus", _pretrain),
+    "benchmark": ("evaluate featurizers on MoleculeNet or your CSV with probe models", _benchmark),
+}
+
+
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
+    """The parser; only the subcommand being run imports its (heavy) module."""
+    parser = argparse.ArgumentParser(
+        prog="cmim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    requested = next((a for a in argv if not a.startswith("-")), None)
+    runners = {}
+    for name, (help_text, setup) in SUBCOMMANDS.items():
+        subparser = subparsers.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        if name == requested:
+            runners[name] = setup(subparser)
+    return parser, runners
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser, runners = build_parser(argv)
+    args = parser.parse_args(argv)
+    args.argv = argv[1:]
+    return runners[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Pre-training of cMIM on a SMILES corpus (``cmim pretrain`` and ``examples/pretrain.py``).
+
+Loads a CSV / CSV.GZ / SMI corpus with ``datasets``, validates (RDKit) and tokenizes it with a
+batched ``map``, skips and reports molecules that cannot be used (invalid SMILES, tokens outside
+the vocabulary, too long), trains with :class:`CMIMTrainer`, checkpoints, resumes, and writes the
+final model, tokenizer and a ``pretrain_results.json`` (command, config, steps, wall time, losses,
+held-out reconstruction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import datasets
+from transformers import set_seed
+
+from .chem import InvalidSmilesError, parse_smiles
+from .configuration_cmim import CMIMConfig
+from .modeling_cmim import CMIMForConditionalGeneration
+from .tokenization_cmim import CMIMTokenizer
+from .trainer import OBJECTIVES, CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
+
+SMILES_COLUMNS = ("SMILES", "smiles", "Smiles", "mol")
+
+
+class CorpusError(ValueError):
+    """A corpus file that cannot be read as SMILES (missing file, no SMILES column)."""
+
+
+def load_smiles_corpus(
+    path: str | Path, smiles_column: str | None = None, limit: int | None = None
+) -> datasets.Dataset:
+    """A ``datasets.Dataset`` with one ``smiles`` column (plus ``row``, the 0-based data row).
+
+    CSV and CSV.GZ files need a header; the SMILES column is ``smiles_column`` or the first of
+    SMILES/smiles/Smiles/mol. SMI files hold one SMILES per line, optionally followed by a name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"corpus file not found: {path}")
+    if path.suffix == ".smi":
+        dataset = datasets.load_dataset("text", data_files=str(path), split="train")
+        dataset = dataset.map(
+            lambda batch: {"smiles": [line.split()[0] if line.split() else "" for line in batch["text"]]},
+            batched=True,
+            remove_columns=["text"],
+        )
+    else:
+        dataset = datasets.load_dataset("csv", data_files=str(path), split="train")
+        column = smiles_column or next((c for c in SMILES_COLUMNS if c in dataset.column_names), None)
+        if column not in dataset.column_names:
+            raise CorpusError(
+                f"{path}: no SMILES column (looked for {smiles_column or SMILES_COLUMNS}); "
+                f"columns are {dataset.column_names}"
+            )
+        dataset = (
+            dataset.select_columns([column]).rename_column(column, "smiles")
+            if column != "smiles"
+            else dataset.select_columns(["smiles"])
+        )
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    return dataset.add_column("row", list(range(len(dataset))))
+
+
+def tokenize_corpus(
+    dataset: datasets.Dataset, tokenizer: CMIMTokenizer, num_proc: int | None = None
+) -> tuple[datasets.Dataset, list[dict[str, Any]]]:
+    """Validate and tokenize; returns the usable molecules (``input_ids``) and a report of the
+    skipped ones: ``{"row", "smiles", "reason"}`` for each."""
+    max_length = tokenizer.model_max_length
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        ids, reasons = [], []
+        for smiles in batch["smiles"]:
+            smiles = (smiles or "").strip()
+            reason = ""
+            try:
+                parse_smiles(smiles)
+            except InvalidSmilesError as error:
+                reason = str(error)
+            if not reason and (unknown := tokenizer.unknown_tokens(smiles)):
+                reason = f"tokens outside the vocabulary: {' '.join(sorted(set(unknown)))}"
+            encoded = (
+                tokenizer(smiles, truncation=True, max_length=max_length + 1)["input_ids"]
+                if not reason
+                else []
+            )
+            if not reason and len(encoded) > max_length:
+                reason = f"longer than model_max_length={max_length} tokens"
+            ids.append([] if reason else encoded)
+            reasons.append(reason)
+        return {"input_ids": ids, "skip_reason": reasons}
+
+    encoded = dataset.map(
+        encode, batched=True, batch_size=2000, num_proc=num_proc, desc="validating and tokenizing"
+    )
+    skipped_rows = encoded.filter(lambda batch: [bool(r) for r in batch["skip_reason"]], batched=True)
+    report = [{"row": r["row"], "smiles": r["smiles"], "reason": r["skip_reason"]} for r in skipped_rows]
+    usable = encoded.filter(lambda batch: [not r for r in batch["skip_reason"]], batched=True)
+    return usable.remove_columns(["skip_reason"]), report
+
+
+def write_skip_report(report: list[dict[str, Any]], path: Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["row", "smiles", "reason"])
+        writer.writeheader()
+        writer.writerows(report)
+
+
+def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``cmim pretrain``."""
+    data = parser.add_argument_group("data")
+    data.add_argument("--train-file", required=True, help="SMILES corpus: .csv, .csv.gz or .smi")
+    data.add_argument("--eval-file", help="held-out SMILES for reconstruction accuracy (same formats)")
+    data.add_argument("--smiles-column", help="SMILES column of CSV files (default: SMILES/smiles/mol)")
+    data.add_argument("--max-train-samples", type=int, help="use only the first N training molecules")
+    data.add_argument(
+        "--max-eval-samples", type=int, default=2000, help="use only the first N held-out molecules"
+    )
+    data.add_argument("--num-proc", type=int, help="processes for tokenization")
+
+    model = parser.add_argument_group("model (ignored with --init-from)")
+    model.add_argument("--init-from", help="start from this checkpoint instead of a fresh model")
+    model.add_argument("--hidden-size", type=int, default=128)
+    model.add_argument("--encoder-layers", type=int, default=3)
+    model.add_argument("--decoder-layers", type=int, default=3)
+    model.add_argument("--num-attention-heads", type=int, default=4)
+    model.add_argument("--ffn-dim", type=int, default=512)
+    model.add_argument("--num-latents", type=int, default=1, help="K latent vectors per molecule")
+    model.add_argument("--latent-size", type=int, help="size of each latent vector (default: hidden size)")
+    model.add_argument("--posterior", choices=("learned", "sampled"), default="learned")
+    model.add_argument("--dropout", type=float, default=0.0)
+    model.add_argument(
+        "--max-length", type=int, default=128, help="max tokens per molecule incl. <bos>/<eos>"
+    )
+
+    train = parser.add_argument_group("training")
+    train.add_argument("--output-dir", required=True, help="checkpoints, logs and the final model go here")
+    train.add_argument("--objective", choices=OBJECTIVES, default="cmim")
+    train.add_argument("--temperature", type=float, default=0.1, help="tau of the contrastive term")
+    train.add_argument("--latent-weight", type=float, default=1.0)
+    train.add_argument("--contrastive-weight", type=float, default=1.0)
+    train.add_argument("--latent-warmup-steps", type=int, default=1000)
+    train.add_argument("--batch-size", type=int, default=128, help="molecules per process per step")
+    train.add_argument("--gradient-accumulation-steps", type=int, default=1)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--lr-scheduler", default="constant_with_warmup")
+    train.add_argument("--warmup-steps", type=int, default=200)
+    train.add_argument("--max-steps", type=int, default=1000)
+    train.add_argument("--save-steps", type=int, default=250, help="checkpoint every N steps")
+    train.add_argument("--save-total-limit", type=int, default=2)
+    train.add_argument("--logging-steps", type=int, default=25)
+    train.add_argument("--eval-steps", type=int, help="evaluate every N steps (default: only at the end)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--resume", action="store_true", help="resume from the last checkpoint in --output-dir"
+    )
+    train.add_argument("--report-to", default="none", help="Trainer loggers, e.g. tensorboard")
+
+
+def build_model(args: argparse.Namespace, tokenizer: CMIMTokenizer) -> CMIMForConditionalGeneration:
+    if args.init_from:
+        return CMIMForConditionalGeneration.from_pretrained(args.init_from, dtype="float32")
+    config = CMIMConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden_size,
+        encoder_layers=args.encoder_layers,
+        decoder_layers=args.decoder_layers,
+        num_attention_heads=args.num_attention_heads,
+        ffn_dim=args.ffn_dim,
+        num_latents=args.num_latents,
+        latent_size=args.latent_size,
+        posterior=args.posterior,
+        dropout=args.dropout,
+        max_position_embeddings=args.max_length,
+    )
+    return CMIMForConditionalGeneration(config)
+
+
+def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
+    """Pre-train as configured by :func:`add_pretrain_arguments`; returns the results record."""
+    started = time.time()
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = CMIMTokenizer(model_max_length=args.max_length)
+
+    train_raw = load_smiles_corpus(args.train_file, args.smiles_column, args.max_train_samples)
+    train_set, train_skipped = tokenize_corpus(train_raw, tokenizer, args.num_proc)
+    write_skip_report(train_skipped, output_dir / "skipped_train_smiles.csv")
+    print(
+        f"training molecules: {len(train_set)} used, {len(train_skipped)} skipped "
+        f"(see {output_dir / 'skipped_train_smiles.csv'})",
+        flush=True,
+    )
+    eval_set = None
+    if args.eval_file:
+        eval_raw = load_smiles_corpus(args.eval_file, args.smiles_column, args.max_eval_samples)
+        eval_set, eval_skipped = tokenize_corpus(eval_raw, tokenizer, args.num_proc)
+        write_skip_report(eval_skipped, output_dir / "skipped_eval_smiles.csv")
+        print(f"held-out molecules: {len(eval_set)} used, {len(eval_skipped)} skipped", flush=True)
+
+    set_seed(args.seed)  # the model's initial weights
+    model = build_model(args, tokenizer)
+    training_args = CMIMTrainingArguments(
+        output_dir=str(output_dir),
+        objective=args.objective,
+        temperature=args.temperature,
+        latent_weight=args.latent_weight,
+        contrastive_weight=args.contrastive_weight,
+        latent_warmup_steps=args.latent_warmup_steps,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type=args.lr_scheduler,
+        warmup_steps=args.warmup_steps,
+        max_grad_norm=1.0,
+        max_steps=args.max_steps,
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        logging_steps=args.logging_steps,
+        eval_strategy="steps" if (args.eval_steps and eval_set is not None) else "no",
+        eval_steps=args.eval_steps,
+        seed=args.seed,
+        data_seed=args.seed,
+        report_to=args.report_to,
+        dataloader_drop_last=True,
+    )
+    trainer = CMIMTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=CMIMDataCollator(tokenizer),
+        processing_class=tokenizer,
+    )
+    train_result = trainer.train(resume_from_checkpoint=True if args.resume else None)
+    trainer.save_model(str(output_dir / "final"))
+    tokenizer.save_pretrained(str(output_dir / "final"))
+
+    record: dict[str, Any] = {
+        "command": "cmim pretrain " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:])),
+        "config": model.config.to_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "training_arguments": {k: v for k, v in vars(args).items() if k != "argv"},
+        "steps": trainer.state.global_step,
+        "molecules_seen": trainer.state.global_step
+        * args.batch_size
+        * args.gradient_accumulation_steps
+        * training_args.world_size,
+        "wall_time_s": round(time.time() - started, 1),
+        "train_loss": train_result.training_loss,
+        "last_logged_losses": next((e for e in reversed(trainer.state.log_history) if "loss/total" in e), {}),
+        "skipped_train_molecules": len(train_skipped),
+    }
+    if eval_set is not None:
+        record["held_out"] = trainer.evaluate()
+    if trainer.is_world_process_zero():
+        (output_dir / "pretrain_results.json").write_text(json.dumps(record, indent=2, default=str))
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_pretrain_arguments(parser)
+    args = parser.parse_args(argv)
+    args.argv = argv if argv is not None else sys.argv[1:]
+    run_pretrain(args)
+    return 0

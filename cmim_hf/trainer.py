@@ -1,0 +1,250 @@
+"""Pre-training of cMIM with the HF ``Trainer``: training arguments, the loss-combining trainer and
+the SMILES data collator.
+
+The model returns logits and the posterior; :class:`CMIMTrainer` combines them with the pure
+loss functions of :mod:`cmim_hf.losses`:
+
+    total_i = w_r * CE_i + w_l(step) * latent_i + w_c * contrastive_i        (per molecule i)
+
+and normalises by the number of molecules in the whole accumulated (and, under DDP, global) batch,
+so that gradient accumulation and multi-process training give the gradients of one big batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from .losses import (
+    amim_latent_loss,
+    cmim_contrastive_loss,
+    gather_with_grad,
+    infonce_loss,
+    sequence_cross_entropy,
+)
+from .modeling_cmim import prepare_decoder_inputs
+
+OBJECTIVES = ("cmim", "mim", "infonce", "ae")
+LOSS_COMPONENTS = ("reconstruction", "latent", "contrastive", "total")
+
+
+@dataclass
+class CMIMTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus the cMIM objective (see ``shared/design/method.md``)."""
+
+    objective: str = field(
+        default="cmim",
+        metadata={
+            "help": "cmim (A-MIM + cMIM term), mim (A-MIM), infonce (A-MIM + InfoNCE) or ae (reconstruction)"
+        },
+    )
+    reconstruction_weight: float = field(default=1.0, metadata={"help": "weight of the token cross-entropy"})
+    latent_weight: float = field(
+        default=1.0, metadata={"help": "weight of the A-MIM latent term after warm-up"}
+    )
+    contrastive_weight: float = field(default=1.0, metadata={"help": "weight of the cMIM / InfoNCE term"})
+    temperature: float = field(default=0.1, metadata={"help": "tau of the contrastive term"})
+    latent_warmup_steps: int = field(
+        default=1000, metadata={"help": "optimizer steps over which the latent weight rises linearly from 0"}
+    )
+    latent_reduction: str = field(
+        default="mean", metadata={"help": "reduce the latent term over the K*L dimensions by mean or sum"}
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "keep dataset columns: CMIMDataCollator reads 'smiles' or 'input_ids'"}
+    )
+    gather_negatives: bool = field(
+        default=True, metadata={"help": "use the codes of all processes as contrastive negatives"}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.latent_reduction not in ("mean", "sum"):
+            raise ValueError(f"latent_reduction must be 'mean' or 'sum', got {self.latent_reduction!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.latent_warmup_steps < 0:
+            raise ValueError(f"latent_warmup_steps must be >= 0, got {self.latent_warmup_steps}")
+
+
+@dataclass
+class CMIMDataCollator:
+    """Features with ``"smiles"`` (str) or ``"input_ids"`` (list of ids) -> a right-padded batch
+    ``input_ids``/``attention_mask`` (B, T) and teacher-forcing ``labels`` (B, T-1)."""
+
+    tokenizer: Any
+    truncation: bool = False
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if all("input_ids" in f for f in features):
+            encoded = [{"input_ids": f["input_ids"]} for f in features]
+            batch = self.tokenizer.pad(
+                encoded, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt"
+            )
+        elif all("smiles" in f for f in features):
+            batch = self.tokenizer(
+                [f["smiles"] for f in features],
+                padding=True,
+                truncation=self.truncation,
+                pad_to_multiple_of=self.pad_to_multiple_of,
+                return_tensors="pt",
+            )
+        else:
+            raise ValueError("every feature needs an 'input_ids' or a 'smiles' field")
+        _, _, labels = prepare_decoder_inputs(
+            batch["input_ids"],
+            batch["attention_mask"],
+            self.tokenizer.bos_token_id,
+            self.tokenizer.pad_token_id,
+        )
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": labels}
+
+
+class CMIMTrainer(Trainer):
+    """``Trainer`` that adds the A-MIM latent term and the contrastive term to the reconstruction.
+
+    Each component (reconstruction, latent, contrastive, total; per-molecule means) is averaged over
+    the logging interval and logged as ``loss/<component>``. Evaluation adds ``token_accuracy`` and
+    ``exact_match`` of greedy reconstruction with z = mu.
+    """
+
+    # compute_loss normalises by the molecules of the whole accumulated, all-process batch.
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.args, CMIMTrainingArguments):
+            raise TypeError("CMIMTrainer needs CMIMTrainingArguments")
+        self._component_sums: dict[str, torch.Tensor] = {}
+        self._component_count = torch.zeros((), dtype=torch.float64)
+
+    # --- loss ------------------------------------------------------------------------------------
+
+    def latent_weight_now(self) -> float:
+        """Latent-term weight at the current optimizer step (linear warm-up)."""
+        warmup = self.args.latent_warmup_steps
+        ramp = 1.0 if warmup == 0 else min(1.0, self.state.global_step / warmup)
+        return self.args.latent_weight * ramp
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor:
+        """Number of molecules in the accumulated batch, summed over processes."""
+        count = torch.tensor(sum(len(batch["input_ids"]) for batch in batch_samples), device=device)
+        if self.args.world_size > 1:
+            count = self.accelerator.reduce(count, reduction="sum")
+        return count
+
+    def per_molecule_losses(self, outputs, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each loss component as a (B,) tensor of per-molecule values."""
+        args = self.args
+        reconstruction = sequence_cross_entropy(outputs.logits, labels)
+        zeros = torch.zeros_like(reconstruction)
+        latent, contrastive = zeros, zeros
+        if args.objective != "ae":
+            latent = amim_latent_loss(
+                outputs.z, outputs.z_mean, outputs.z_logvar, reduction=args.latent_reduction
+            )
+        if args.objective in ("cmim", "infonce"):
+            codes = outputs.z
+            if args.objective == "infonce":  # a second posterior sample of each molecule is its positive
+                codes = outputs.z_mean + torch.exp(0.5 * outputs.z_logvar) * torch.randn_like(outputs.z_mean)
+            candidates, offset = gather_with_grad(codes) if args.gather_negatives else (codes, 0)
+            if args.objective == "cmim":
+                contrastive = cmim_contrastive_loss(
+                    outputs.z, args.temperature, negatives=candidates, self_index_offset=offset
+                )
+            else:
+                contrastive = infonce_loss(
+                    outputs.z, codes, args.temperature, negatives_b=candidates, self_index_offset=offset
+                )
+        total = (
+            args.reconstruction_weight * reconstruction
+            + self.latent_weight_now() * latent
+            + args.contrastive_weight * contrastive
+        )
+        return {
+            "reconstruction": reconstruction,
+            "latent": latent,
+            "contrastive": contrastive,
+            "total": total,
+        }
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        losses = self.per_molecule_losses(outputs, labels)
+        if num_items_in_batch is None:  # evaluation, or a plain call: mean over this batch
+            loss = losses["total"].mean()
+        else:  # sum / molecules of the accumulated global batch; DDP averages over processes
+            loss = (
+                losses["total"].sum() * self.args.world_size / num_items_in_batch.to(losses["total"].device)
+            )
+        if model.training:
+            self._accumulate_components(losses)
+        return (loss, outputs) if return_outputs else loss
+
+    def _accumulate_components(self, losses: dict[str, torch.Tensor]) -> None:
+        for name in LOSS_COMPONENTS:
+            value = losses[name].detach().double().sum().cpu()
+            self._component_sums[name] = self._component_sums.get(name, 0.0) + value
+        self._component_count += len(losses["total"])
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the step-averaged loss components to the training logs."""
+        if "loss" in logs and self._component_count > 0:
+            sums = torch.stack([torch.as_tensor(self._component_sums[n]) for n in LOSS_COMPONENTS])
+            totals = torch.cat([sums, self._component_count.reshape(1)]).to(self.args.device)
+            if self.args.world_size > 1:
+                totals = self.accelerator.reduce(totals, reduction="sum")
+            for name, value in zip(LOSS_COMPONENTS, (totals[:-1] / totals[-1]).tolist()):
+                logs[f"loss/{name}"] = value
+            logs["latent_weight"] = self.latent_weight_now()
+            self._component_sums = {}
+            self._component_count = torch.zeros((), dtype=torch.float64)
+        super().log(logs, start_time)
+
+    # --- evaluation ------------------------------------------------------------------------------
+
+    def evaluate(
+        self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
+        """The Trainer's evaluation (objective at z = mu) plus reconstruction token accuracy and
+        exact match. Greedy decoding from mu reproduces a molecule exactly iff every teacher-forced
+        argmax is right, so one teacher-forced pass measures greedy exact match."""
+        metrics = super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        reconstruction = self.reconstruction_metrics(eval_dataset)
+        prefixed = {f"{metric_key_prefix}_{name}": value for name, value in reconstruction.items()}
+        metrics.update(prefixed)
+        self.log(prefixed)
+        return metrics
+
+    @torch.no_grad()
+    def reconstruction_metrics(self, eval_dataset=None) -> dict[str, float]:
+        """Token accuracy and exact match of greedy reconstruction (z = mu) on the eval set."""
+        from .evaluation.metrics import load_metric
+
+        metric = load_metric("reconstruction")
+        model = self.model.eval()
+        for inputs in self.get_eval_dataloader(eval_dataset):
+            inputs = self._prepare_inputs(inputs)
+            labels = inputs.pop("labels")
+            predictions = model(**inputs).logits.argmax(dim=-1)
+            predictions, labels = self.accelerator.gather_for_metrics(
+                (
+                    self.accelerator.pad_across_processes(predictions, dim=1, pad_index=-100),
+                    self.accelerator.pad_across_processes(labels, dim=1, pad_index=-100),
+                )
+            )
+            keep = labels != -100
+            metric.add_batch(
+                predictions=[row[mask].tolist() for row, mask in zip(predictions, keep)],
+                references=[row[mask].tolist() for row, mask in zip(labels, keep)],
+            )
+        return metric.compute()

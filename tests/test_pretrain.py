@@ -1,0 +1,81 @@
+"""End-to-end tests of the pre-training script on a tiny model (cmim_hf.pretrain)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cmim_hf import CMIMForConditionalGeneration
+from cmim_hf.pretrain import CorpusError, load_smiles_corpus, main
+
+MOSES = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+
+
+def write_corpus(path: Path, n: int, extra: list[str]) -> Path:
+    with open(MOSES) as source:
+        rows = [line.strip() for line in source][1 : n + 1]
+    path.write_text("SMILES\n" + "\n".join(rows[: n // 2] + extra + rows[n // 2 :]) + "\n")
+    return path
+
+
+TINY = ["--hidden-size", "32", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "64"]
+TINY += ["--num-attention-heads", "2", "--batch-size", "8", "--learning-rate", "1e-3", "--warmup-steps", "0"]
+TINY += ["--latent-warmup-steps", "2", "--logging-steps", "1", "--max-length", "64"]
+
+
+def test_load_corpus_formats_and_errors(tmp_path) -> None:
+    smi = tmp_path / "corpus.smi"
+    smi.write_text("CCO ethanol\nc1ccccc1\n")
+    assert load_smiles_corpus(smi)["smiles"] == ["CCO", "c1ccccc1"]
+    assert load_smiles_corpus(MOSES, limit=3)["row"] == [0, 1, 2]
+    with pytest.raises(CorpusError, match="not found"):
+        load_smiles_corpus(tmp_path / "missing.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,value\na,1\n")
+    with pytest.raises(CorpusError, match="no SMILES column"):
+        load_smiles_corpus(bad)
+
+
+def test_pretrain_skips_bad_rows_checkpoints_and_reports(tmp_path) -> None:
+    corpus = write_corpus(tmp_path / "train.csv", 64, ["C1CC", "CC[Zz]C", "not a smiles"])
+    held_out = write_corpus(tmp_path / "test.csv", 16, [])
+    out = tmp_path / "run"
+    argv = ["--train-file", str(corpus), "--eval-file", str(held_out), "--output-dir", str(out)]
+    assert main([*argv, *TINY, "--max-steps", "4", "--save-steps", "2"]) == 0
+
+    with open(out / "skipped_train_smiles.csv") as handle:
+        skipped = list(csv.DictReader(handle))
+    assert [row["row"] for row in skipped] == ["32", "33", "34"]
+    assert "C1CC" in skipped[0]["reason"] and "[Zz]" in skipped[1]["reason"]
+    assert (out / "checkpoint-4").is_dir()
+    results = json.loads((out / "pretrain_results.json").read_text())
+    assert results["steps"] == 4 and results["skipped_train_molecules"] == 3
+    assert {"eval_token_accuracy", "eval_exact_match"} <= set(results["held_out"])
+    assert results["last_logged_losses"]["loss/total"] > 0
+    model = CMIMForConditionalGeneration.from_pretrained(out / "final")
+    assert model.config.hidden_size == 32
+
+
+def logged_losses(output_dir: Path) -> dict[int, float]:
+    state = json.loads((output_dir / "checkpoint-6" / "trainer_state.json").read_text())
+    return {entry["step"]: entry["loss/total"] for entry in state["log_history"] if "loss/total" in entry}
+
+
+def test_resumed_run_reproduces_uninterrupted_losses(tmp_path) -> None:
+    corpus = write_corpus(tmp_path / "train.csv", 80, [])
+    common = ["--train-file", str(corpus), *TINY, "--max-steps", "6", "--save-steps", "3"]
+    assert main([*common, "--output-dir", str(tmp_path / "straight")]) == 0
+
+    interrupted = tmp_path / "interrupted"
+    assert main([*common, "--output-dir", str(interrupted)]) == 0
+    shutil.rmtree(interrupted / "checkpoint-6")  # as if killed after the step-3 checkpoint
+    assert main([*common, "--output-dir", str(interrupted), "--resume"]) == 0
+
+    straight, resumed = logged_losses(tmp_path / "straight"), logged_losses(interrupted)
+    assert sorted(straight) == [1, 2, 3, 4, 5, 6]
+    for step in (4, 5, 6):
+        assert resumed[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-7)
