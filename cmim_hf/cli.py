@@ -3,6 +3,9 @@
     cmim embed IN.csv --smiles-col smiles -o OUT.parquet    informative embeddings of every row
     cmim pretrain --train-file CORPUS --output-dir DIR      pre-train cMIM / MIM / InfoNCE / AE
     cmim benchmark --model ecfp4 --tasks esol --out DIR     MoleculeNet probes, reports, plots
+    cmim sample -n 100 -o samples.csv                       molecules from the prior / near seeds
+    cmim reconstruct in.csv -o out.csv                      encode and decode back, with metrics
+    cmim optimize --seeds in.csv --score qed -o best.csv    latent-space property optimisation
 
 Exit codes: 0 ok, 1 failure, 2 usage error.
 """
@@ -44,6 +47,18 @@ def _benchmark(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace]
     return run_benchmark_command
 
 
+def _generation_command(
+    name: str,
+) -> Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]:
+    def setup(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+        from . import generation_cli
+
+        getattr(generation_cli, f"add_{name}_arguments")(parser)
+        return getattr(generation_cli, f"run_{name}_command")
+
+    return setup
+
+
 SUBCOMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]]
 ] = {
@@ -53,6 +68,18 @@ SUBCOMMANDS: dict[
     ),
     "pretrain": ("pre-train a cMIM model on a SMILES corpus", _pretrain),
     "benchmark": ("evaluate featurizers on MoleculeNet or your CSV with probe models", _benchmark),
+    "sample": (
+        "generate molecules from the prior or around seed molecules (CSV/JSON)",
+        _generation_command("sample"),
+    ),
+    "reconstruct": (
+        "encode molecules (z = mu) and decode them back: exact match, validity, similarity",
+        _generation_command("reconstruct"),
+    ),
+    "optimize": (
+        "property-guided CMA-ES search in latent space around seed molecules",
+        _generation_command("optimize"),
+    ),
 }
 
 

@@ -55,7 +55,8 @@ class CMIMTrainingArguments(TrainingArguments):
         default="mean", metadata={"help": "reduce the latent term over the K*L dimensions by mean or sum"}
     )
     remove_unused_columns: bool = field(
-        default=False, metadata={"help": "keep dataset columns: CMIMDataCollator reads 'smiles' or 'input_ids'"}
+        default=False,
+        metadata={"help": "keep dataset columns: CMIMDataCollator reads 'smiles' or 'input_ids'"},
     )
     gather_negatives: bool = field(
         default=True, metadata={"help": "use the codes of all processes as contrastive negatives"}
@@ -209,6 +210,12 @@ class CMIMTrainer(Trainer):
             self._component_sums = {}
             self._component_count = torch.zeros((), dtype=torch.float64)
         super().log(logs, start_time)
+
+    def create_model_card(self, **kwargs) -> None:
+        """Write the cMIM model card (measured results only) instead of the Trainer's generic one."""
+        from .model_card import create_cmim_model_card
+
+        create_cmim_model_card(self, **kwargs)
 
     # --- evaluation ------------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Uniqueness of generated SMILES as a local ``evaluate`` metric (see ``uniqueness.py``)."""

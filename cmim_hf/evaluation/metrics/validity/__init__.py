@@ -1,0 +1,1 @@
+"""Validity of generated SMILES as a local ``evaluate`` metric (see ``validity.py``)."""

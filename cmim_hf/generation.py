@@ -1,0 +1,758 @@
+"""Generation with a cMIM model: reconstruct, sample, explore, interpolate and optimise molecules.
+
+Every function takes a :class:`~cmim_hf.CMIMForConditionalGeneration` (or any model with the
+same ``encode`` / ``decode_latents`` / ``config.num_latents`` / ``config.latent_size`` interface)
+and its tokenizer, runs in batches on the model's device with the model in eval mode (its
+training flag is restored afterwards), and returns a dataclass with the decoded SMILES and one
+RDKit validity flag per molecule. Latent codes are (N, K, L) float32 CPU tensors.
+
+Decoding is greedy (``num_beams=1``) or beam search: given the latent codes the output is
+deterministic, and the random latent codes of :func:`sample_prior` and
+:func:`sample_neighbourhood` come from a private ``torch.Generator`` seeded with ``seed``.
+Input molecules are encoded with z = mu (the posterior mean). Invalid input SMILES raise
+:class:`cmim_hf.chem.InvalidSmilesError` naming the molecule and its position.
+
+:func:`optimize` searches the latent space around each seed molecule with CMA-ES (the ``cma``
+package) for molecules with a higher score; decodes RDKit rejects (or that the scoring function
+cannot score) get a penalty instead of stopping the search.
+
+The set metrics (:func:`fraction_valid`, :func:`fraction_unique`, :func:`fraction_novel`) and
+:func:`tanimoto_similarity` are the pure functions behind the local ``evaluate`` metrics
+``validity``, ``uniqueness``, ``novelty`` and ``tanimoto_similarity``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from . import chem
+
+__all__ = [
+    "CheckpointError",
+    "check_checkpoint_folder",
+    "load_model_for_generation",
+    "GenerationResult",
+    "ReconstructionResult",
+    "NeighbourhoodResult",
+    "InterpolationResult",
+    "OptimizedMolecule",
+    "OptimizationResult",
+    "encode_smiles",
+    "decode_latents",
+    "reconstruct",
+    "sample_prior",
+    "sample_neighbourhood",
+    "interpolate",
+    "interpolation_path",
+    "optimize",
+    "descriptor_score",
+    "tanimoto_similarity",
+    "fraction_valid",
+    "fraction_unique",
+    "fraction_novel",
+]
+
+InterpolationMethod = Literal["linear", "slerp"]
+INTERPOLATION_METHODS: tuple[str, ...] = ("linear", "slerp")
+DEFAULT_BATCH_SIZE = 256
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a checkpoint
+# ---------------------------------------------------------------------------------------------
+
+TOKENIZER_FILES: tuple[str, ...] = ("tokenizer.json", "tokenizer_config.json")
+
+
+class CheckpointError(OSError):
+    """A checkpoint that cannot be used: the message names the folder and the missing or bad file."""
+
+
+def check_checkpoint_folder(folder: str | os.PathLike) -> None:
+    """Check that a local folder holds a loadable model + tokenizer checkpoint, without loading it.
+
+    Checks config.json (present, a JSON object with ``model_type``), the safetensors weights
+    (``model.safetensors``, or ``model.safetensors.index.json`` and every shard it lists, each
+    with a readable header covering the whole file) and the tokenizer files.
+
+    Raises:
+        CheckpointError: naming the first missing or unreadable file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {folder}")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{folder} is not a checkpoint folder: config.json is missing")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{config_path} is not valid JSON ({err})") from None
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise CheckpointError(f"{config_path} has no model_type: not a Transformers model config")
+
+    index_path = folder / "model.safetensors.index.json"
+    if index_path.is_file():
+        try:
+            shards = sorted(set(json.loads(index_path.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, AttributeError) as err:
+            raise CheckpointError(f"{index_path} is not a valid safetensors index ({err})") from None
+    else:
+        shards = ["model.safetensors"]
+    for shard in shards:
+        path = folder / shard
+        if not path.is_file():
+            raise CheckpointError(f"{folder} is incomplete: the weights file {shard} is missing")
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except SafetensorError as err:
+            raise CheckpointError(f"{path} is corrupt or truncated ({err})") from None
+
+    for name in TOKENIZER_FILES:
+        if not (folder / name).is_file():
+            raise CheckpointError(
+                f"{folder} is incomplete: the tokenizer file {name} is missing (tokenizer.save_pretrained(folder))"
+            )
+
+
+def load_model_for_generation(
+    name_or_path: str | os.PathLike, device: str | torch.device | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a cMIM checkpoint (float32, eval mode) and its tokenizer from a folder or a Hub id.
+
+    A local folder is checked first with :func:`check_checkpoint_folder`.
+
+    Args:
+        device: torch device (default: cuda if available, else cpu).
+
+    Raises:
+        CheckpointError: missing/corrupt files, a model that is not a cMIM model, or any loading
+            failure (first line of the underlying error).
+    """
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    local = Path(name_or_path).expanduser()
+    if local.exists() or str(name_or_path).startswith((".", "/", "~")):
+        check_checkpoint_folder(local)
+        name_or_path = str(local)
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"cannot load the model from {name_or_path}: {first_line}") from None
+    if not (hasattr(model, "decode_latents") and hasattr(model, "encode")):
+        raise CheckpointError(f"{name_or_path} is not a cMIM model (model_type {model.config.model_type!r})")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tokenizer
+
+
+# ---------------------------------------------------------------------------------------------
+# Result types
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GenerationResult:
+    """Molecules decoded from latent codes.
+
+    Attributes:
+        smiles: N decoded SMILES (as the tokenizer decodes them; may be empty or invalid).
+        valid: N flags, True where RDKit parses and sanitises the SMILES.
+        latents: (N, K, L) float32 CPU tensor, the code each molecule was decoded from.
+    """
+
+    smiles: list[str]
+    valid: list[bool]
+    latents: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.smiles)
+
+    @property
+    def validity(self) -> float:
+        """Fraction of valid molecules (0.0 for no molecules)."""
+        return fraction_valid(self.smiles)
+
+    @property
+    def valid_smiles(self) -> list[str]:
+        """The valid decoded SMILES, in order."""
+        return [s for s, ok in zip(self.smiles, self.valid) if ok]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One JSON-able dict per molecule (for CSV/JSON output)."""
+        return [{"smiles": s, "valid": ok} for s, ok in zip(self.smiles, self.valid)]
+
+
+@dataclass
+class ReconstructionResult(GenerationResult):
+    """Reconstructions of input molecules decoded from z = mu.
+
+    Attributes:
+        inputs: the N input SMILES.
+        exact: N flags, True where the reconstruction is valid and has the input's canonical SMILES.
+        similarity: (N,) ECFP4 Tanimoto similarity of each reconstruction to its input (NaN if invalid).
+    """
+
+    inputs: list[str] = field(default_factory=list)
+    exact: list[bool] = field(default_factory=list)
+    similarity: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def exact_match(self) -> float:
+        """Fraction of inputs reconstructed exactly (canonical SMILES equality)."""
+        return float(np.mean(self.exact)) if self.exact else 0.0
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [
+            {"input": i, "smiles": s, "valid": ok, "exact": e, "similarity": _finite_or_none(sim)}
+            for i, s, ok, e, sim in zip(self.inputs, self.smiles, self.valid, self.exact, self.similarity)
+        ]
+
+
+@dataclass
+class NeighbourhoodResult(GenerationResult):
+    """Molecules decoded from Gaussian perturbations of seed molecules' latent codes.
+
+    Attributes:
+        seeds: the S seed SMILES.
+        seed_index: N indices into ``seeds``: the seed each molecule was sampled around.
+        similarity: (N,) ECFP4 Tanimoto similarity to its seed (NaN where the sample is invalid).
+    """
+
+    seeds: list[str] = field(default_factory=list)
+    seed_index: list[int] = field(default_factory=list)
+    similarity: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "seed_index": i,
+                "seed": self.seeds[i],
+                "smiles": s,
+                "valid": ok,
+                "similarity": _finite_or_none(sim),
+            }
+            for i, s, ok, sim in zip(self.seed_index, self.smiles, self.valid, self.similarity)
+        ]
+
+
+@dataclass
+class InterpolationResult(GenerationResult):
+    """Molecules decoded along a path between the latent codes of two molecules.
+
+    Attributes:
+        start / end: the two end-point SMILES.
+        t: N path positions in [0, 1] (0 = ``start``'s code, 1 = ``end``'s code).
+        method: ``"linear"`` or ``"slerp"``.
+    """
+
+    start: str = ""
+    end: str = ""
+    t: list[float] = field(default_factory=list)
+    method: str = "linear"
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [{"t": t, "smiles": s, "valid": ok} for t, s, ok in zip(self.t, self.smiles, self.valid)]
+
+
+@dataclass(frozen=True)
+class OptimizedMolecule:
+    """One distinct valid molecule found by :func:`optimize`.
+
+    Attributes:
+        smiles: canonical SMILES.
+        score: ``score_fn(smiles)``.
+        similarity: ECFP4 Tanimoto similarity to the seed molecule.
+        objective: what the search maximised: ``score + similarity_weight * similarity``.
+    """
+
+    smiles: str
+    score: float
+    similarity: float
+    objective: float
+
+
+@dataclass
+class OptimizationResult:
+    """Outcome of the latent-space search around one seed molecule.
+
+    Attributes:
+        seed: the seed SMILES as given.
+        seed_score: ``score_fn`` of the seed's canonical SMILES.
+        molecules: every distinct valid molecule decoded during the search, best objective first.
+        n_evaluated: latent codes decoded (population size x iterations).
+        n_penalized: decodes that got the penalty (invalid SMILES, or a score that raised or was
+            not finite).
+        history: best objective among each iteration's population.
+    """
+
+    seed: str
+    seed_score: float
+    molecules: list[OptimizedMolecule]
+    n_evaluated: int
+    n_penalized: int
+    history: list[float]
+
+    @property
+    def best(self) -> OptimizedMolecule | None:
+        """The molecule with the highest objective, or None if no decode was valid."""
+        return self.molecules[0] if self.molecules else None
+
+    @property
+    def improved(self) -> list[OptimizedMolecule]:
+        """Molecules scoring strictly higher than the seed, best objective first."""
+        return [m for m in self.molecules if m.score > self.seed_score]
+
+    def to_records(self, top_k: int | None = None) -> list[dict[str, Any]]:
+        """One dict per molecule (the ``top_k`` best, or all), with the seed's SMILES and score."""
+        return [
+            {
+                "seed": self.seed,
+                "seed_score": self.seed_score,
+                "rank": rank,
+                "smiles": m.smiles,
+                "score": m.score,
+                "improvement": m.score - self.seed_score,
+                "similarity": m.similarity,
+                "objective": m.objective,
+            }
+            for rank, m in enumerate(self.molecules[:top_k], start=1)
+        ]
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Chemistry metrics (pure functions; the evaluate modules wrap them)
+# ---------------------------------------------------------------------------------------------
+
+
+def tanimoto_similarity(smiles: Sequence[str], references: Sequence[str]) -> np.ndarray:
+    """Row-wise ECFP4 (2048 bits) Tanimoto similarity of ``smiles[i]`` to ``references[i]``.
+
+    Returns:
+        (N,) float64; NaN where either molecule is invalid; 0.0 when both fingerprints are empty
+        (RDKit's convention).
+    """
+    if len(smiles) != len(references):
+        raise ValueError(f"{len(smiles)} molecules for {len(references)} references")
+    similarity = np.full(len(smiles), np.nan)
+    rows = [
+        i
+        for i, (a, b) in enumerate(zip(smiles, references))
+        if chem.is_valid_smiles(a) and chem.is_valid_smiles(b)
+    ]
+    if rows:
+        fa = chem.ecfp4([smiles[i] for i in rows]).astype(bool)
+        fb = chem.ecfp4([references[i] for i in rows]).astype(bool)
+        intersection = (fa & fb).sum(axis=1)
+        union = (fa | fb).sum(axis=1)
+        similarity[rows] = np.divide(intersection, union, out=np.zeros(len(rows)), where=union > 0)
+    return similarity
+
+
+def _canonical_valid(smiles: Sequence[str]) -> list[str]:
+    """Canonical SMILES of the valid entries, in order (invalid ones dropped)."""
+    return [chem.canonicalize(s) for s in smiles if chem.is_valid_smiles(s)]
+
+
+def fraction_valid(smiles: Sequence[str]) -> float:
+    """Fraction of SMILES that RDKit parses and sanitises (0.0 for an empty list)."""
+    return sum(chem.is_valid_smiles(s) for s in smiles) / len(smiles) if smiles else 0.0
+
+
+def fraction_unique(smiles: Sequence[str]) -> float:
+    """Distinct canonical SMILES among the valid ones / number of valid ones (0.0 if none is valid)."""
+    canonical = _canonical_valid(smiles)
+    return len(set(canonical)) / len(canonical) if canonical else 0.0
+
+
+def fraction_novel(smiles: Sequence[str], reference: Sequence[str]) -> float:
+    """Fraction of the distinct valid molecules whose canonical SMILES is not in ``reference``
+    (e.g. the training set); 0.0 if none is valid (MOSES's definition).
+
+    Raises:
+        InvalidSmilesError: for an invalid reference SMILES (with its row).
+    """
+    for index, s in enumerate(reference):
+        chem.parse_smiles(s, index=index)
+    known = {chem.canonicalize(s) for s in reference}
+    distinct = set(_canonical_valid(smiles))
+    return len(distinct - known) / len(distinct) if distinct else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding and decoding
+# ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _inference(model: PreTrainedModel) -> Iterator[None]:
+    """Eval mode and no autograd for the block; the model's training flag is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _batches(n: int, batch_size: int) -> Iterator[slice]:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+def _as_list(smiles: str | Sequence[str]) -> list[str]:
+    return [smiles] if isinstance(smiles, str) else list(smiles)
+
+
+def encode_smiles(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    smiles: str | Sequence[str],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> torch.Tensor:
+    """Posterior means mu of molecules: N SMILES -> (N, K, L) float32 CPU tensor.
+
+    Raises:
+        InvalidSmilesError: for the first SMILES RDKit rejects (naming it and its position).
+        ValueError: for a SMILES with more tokens than the model's ``max_position_embeddings``.
+    """
+    smiles = _as_list(smiles)
+    for index, s in enumerate(smiles):
+        chem.parse_smiles(s, index=index)
+    limit = model.config.max_position_embeddings
+    for index, ids in enumerate(tokenizer(smiles)["input_ids"]):
+        if len(ids) > limit:
+            raise ValueError(
+                f"SMILES at row {index} ({smiles[index]!r}) has {len(ids)} tokens; the model reads at most {limit}"
+            )
+    codes = []
+    with _inference(model):
+        for part in _batches(len(smiles), batch_size):
+            batch = tokenizer(smiles[part], padding=True, return_tensors="pt").to(model.device)
+            codes.append(model.encode(batch["input_ids"], batch["attention_mask"]).z_mean.float().cpu())
+    if not codes:
+        return torch.zeros(0, model.config.num_latents, model.config.latent_size)
+    return torch.cat(codes)
+
+
+def decode_latents(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    z: torch.Tensor,
+    num_beams: int = 1,
+    max_new_tokens: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> list[str]:
+    """Decode latent codes (N, K, L) to N SMILES strings (greedy or beam search, no sampling).
+
+    Args:
+        max_new_tokens: longest decode (default: the model's ``max_position_embeddings - 1``).
+    """
+    max_new_tokens = max_new_tokens or model.config.max_position_embeddings - 1
+    smiles: list[str] = []
+    with _inference(model):
+        for part in _batches(len(z), batch_size):
+            ids = model.decode_latents(
+                z[part], num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens
+            )
+            smiles += tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return smiles
+
+
+def _validity(smiles: Sequence[str]) -> list[bool]:
+    return [chem.is_valid_smiles(s) for s in smiles]
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconstruction, sampling, interpolation
+# ---------------------------------------------------------------------------------------------
+
+
+def reconstruct(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    smiles: str | Sequence[str],
+    num_beams: int = 1,
+    max_new_tokens: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> ReconstructionResult:
+    """Encode molecules (z = mu) and decode them back.
+
+    Raises:
+        InvalidSmilesError: for an invalid input SMILES (naming it and its position).
+    """
+    inputs = _as_list(smiles)
+    z = encode_smiles(model, tokenizer, inputs, batch_size)
+    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size)
+    valid = _validity(decoded)
+    exact = [ok and chem.canonicalize(d) == chem.canonicalize(i) for d, i, ok in zip(decoded, inputs, valid)]
+    return ReconstructionResult(
+        smiles=decoded,
+        valid=valid,
+        latents=z,
+        inputs=inputs,
+        exact=exact,
+        similarity=tanimoto_similarity(decoded, inputs),
+    )
+
+
+def sample_prior(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    n: int,
+    scale: float = 1.0,
+    seed: int = 0,
+    num_beams: int = 1,
+    max_new_tokens: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> GenerationResult:
+    """Decode ``n`` codes drawn from the prior N(0, scale^2 I) (``scale`` < 1 trades diversity for validity)."""
+    if n < 0 or scale < 0:
+        raise ValueError(f"n and scale must be non-negative, got n={n}, scale={scale}")
+    shape = (n, model.config.num_latents, model.config.latent_size)
+    z = scale * torch.randn(shape, generator=_generator(seed))
+    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size)
+    return GenerationResult(smiles=decoded, valid=_validity(decoded), latents=z)
+
+
+def sample_neighbourhood(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    seeds: str | Sequence[str],
+    n_per_seed: int,
+    radius: float = 0.5,
+    seed: int = 0,
+    num_beams: int = 1,
+    max_new_tokens: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> NeighbourhoodResult:
+    """Decode ``n_per_seed`` codes mu(seed) + radius * N(0, I) around each seed molecule.
+
+    Molecules come grouped by seed (all samples of seed 0 first).
+
+    Raises:
+        InvalidSmilesError: for an invalid seed SMILES (naming it and its position).
+    """
+    if n_per_seed < 0 or radius < 0:
+        raise ValueError(f"n_per_seed and radius must be non-negative, got {n_per_seed}, {radius}")
+    seed_smiles = _as_list(seeds)
+    mu = encode_smiles(model, tokenizer, seed_smiles, batch_size)  # (S, K, L)
+    noise = torch.randn((len(seed_smiles), n_per_seed, *mu.shape[1:]), generator=_generator(seed))
+    z = (mu.unsqueeze(1) + radius * noise).reshape(-1, *mu.shape[1:])  # (S * n, K, L)
+    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size)
+    seed_index = [i for i in range(len(seed_smiles)) for _ in range(n_per_seed)]
+    return NeighbourhoodResult(
+        smiles=decoded,
+        valid=_validity(decoded),
+        latents=z,
+        seeds=seed_smiles,
+        seed_index=seed_index,
+        similarity=tanimoto_similarity(decoded, [seed_smiles[i] for i in seed_index]),
+    )
+
+
+def interpolation_path(
+    z_start: torch.Tensor, z_end: torch.Tensor, t: torch.Tensor, method: InterpolationMethod = "linear"
+) -> torch.Tensor:
+    """Points between two codes: (K, L), (K, L), t (N,) -> (N, K, L).
+
+    ``"slerp"`` moves along the great circle between the flattened codes (Shoemake 1985; the
+    usual choice for Gaussian latents) and falls back to linear for (anti)parallel codes.
+    """
+    if method not in INTERPOLATION_METHODS:
+        raise ValueError(f"method must be one of {INTERPOLATION_METHODS}, got {method!r}")
+    a, b = z_start.double().flatten(), z_end.double().flatten()  # (K*L,)
+    t = t.double().unsqueeze(1)  # (N, 1)
+    cos_omega = torch.dot(a, b) / (a.norm() * b.norm()).clamp(min=1e-12)
+    omega = torch.arccos(cos_omega.clamp(-1.0, 1.0))
+    if method == "linear" or torch.sin(omega).abs() < 1e-6:
+        path = (1 - t) * a + t * b
+    else:
+        path = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+    return path.reshape(-1, *z_start.shape).to(z_start.dtype)
+
+
+def interpolate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    start: str,
+    end: str,
+    steps: int = 10,
+    method: InterpolationMethod = "linear",
+    num_beams: int = 1,
+    max_new_tokens: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> InterpolationResult:
+    """Decode ``steps`` evenly spaced points (end points included) between the codes mu(start)
+    and mu(end), along a straight line (``"linear"``) or a great circle (``"slerp"``).
+
+    Raises:
+        InvalidSmilesError: if ``start`` or ``end`` is invalid.
+    """
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2 (the two end points), got {steps}")
+    mu = encode_smiles(model, tokenizer, [start, end], batch_size)
+    t = torch.linspace(0.0, 1.0, steps)
+    z = interpolation_path(mu[0], mu[1], t, method)
+    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size)
+    return InterpolationResult(
+        smiles=decoded, valid=_validity(decoded), latents=z, start=start, end=end, t=t.tolist(), method=method
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Property-guided optimisation
+# ---------------------------------------------------------------------------------------------
+
+
+def descriptor_score(name: str) -> Callable[[str], float]:
+    """A scoring function returning one RDKit descriptor (e.g. ``"qed"``, ``"MolLogP"``, ``"TPSA"``;
+    see :func:`cmim_hf.chem.descriptor_names`; the name is matched case-insensitively)."""
+    names = chem.descriptor_names()
+    matches = [i for i, n in enumerate(names) if n.lower() == name.lower()]
+    if not matches:
+        raise ValueError(f"unknown RDKit descriptor {name!r}; e.g. qed, MolLogP, TPSA, MolWt")
+    column = matches[0]
+
+    def score(smiles: str) -> float:
+        return float(chem.rdkit_descriptors([smiles])[0, column])
+
+    score.__name__ = names[column]
+    return score
+
+
+def _safe_score(score_fn: Callable[[str], float], smiles: str) -> float | None:
+    """``score_fn(smiles)`` as a float, or None if it raises or is not finite."""
+    try:
+        value = float(score_fn(smiles))
+    except Exception:  # a user scoring function failing on one decode must not stop the search
+        return None
+    return value if math.isfinite(value) else None
+
+
+def optimize(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    seeds: str | Sequence[str],
+    score_fn: Callable[[str], float],
+    iterations: int = 10,
+    population_size: int | None = None,
+    sigma: float = 0.5,
+    similarity_weight: float = 0.0,
+    invalid_penalty: float = -1000.0,
+    seed: int = 0,
+    num_beams: int = 1,
+    max_new_tokens: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> list[OptimizationResult]:
+    """Search the latent space around each seed molecule for molecules with a higher score.
+
+    For each seed, CMA-ES starts at mu(seed) with step size ``sigma`` (prior units) and, for
+    ``iterations`` rounds, decodes a population of codes (one batch) and maximises
+    ``score_fn(smiles) + similarity_weight * tanimoto(smiles, seed)``. Decodes that are invalid,
+    or whose score raises or is not finite, get ``invalid_penalty`` (CMA-ES only uses ranks, so
+    any value below the valid objectives works).
+
+    Args:
+        score_fn: SMILES (canonical) -> float, higher is better, e.g. :func:`descriptor_score`.
+        population_size: codes per round (default: CMA-ES's 4 + 3 ln(K * L)).
+        seed: seeds the CMA-ES sampler (seed i uses ``seed + i``); same seed, same result.
+
+    Returns:
+        One :class:`OptimizationResult` per seed molecule.
+
+    Raises:
+        InvalidSmilesError: for an invalid seed SMILES (naming it and its position).
+        Exception: whatever ``score_fn`` raises on a seed molecule.
+    """
+    import cma
+
+    if iterations < 1 or sigma <= 0:
+        raise ValueError(f"iterations must be >= 1 and sigma > 0, got {iterations}, {sigma}")
+    seed_smiles = _as_list(seeds)
+    mu = encode_smiles(model, tokenizer, seed_smiles, batch_size)  # (S, K, L); validates the seeds
+    results = []
+    for index, (seed_text, seed_code) in enumerate(zip(seed_smiles, mu)):
+        canonical_seed = chem.canonicalize(seed_text)
+        seed_score = float(score_fn(canonical_seed))
+        rng = np.random.default_rng(seed + index)
+        options: dict[str, Any] = {
+            "seed": np.nan,  # leave numpy's global RNG alone: sampling goes through `randn`
+            "randn": lambda lam, dim, rng=rng: rng.standard_normal((lam, dim)),
+            "verbose": -9,
+            "verb_disp": 0,
+            "verb_log": 0,
+        }
+        if population_size is not None:
+            options["popsize"] = population_size
+        strategy = cma.CMAEvolutionStrategy(seed_code.double().flatten().numpy(), sigma, options)
+        found: dict[str, OptimizedMolecule | None] = {}
+        n_evaluated = n_penalized = 0
+        history = []
+        for _ in range(iterations):
+            candidates = strategy.ask()
+            z = torch.as_tensor(np.stack(candidates), dtype=torch.float32).reshape(-1, *seed_code.shape)
+            decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size)
+            objectives = []
+            for smiles in decoded:
+                molecule = _score_decode(smiles, canonical_seed, score_fn, similarity_weight, found)
+                n_penalized += molecule is None
+                objectives.append(invalid_penalty if molecule is None else molecule.objective)
+            n_evaluated += len(decoded)
+            history.append(max(objectives))
+            strategy.tell(candidates, [-o for o in objectives])  # CMA-ES minimises
+        molecules = sorted(
+            (m for m in found.values() if m is not None), key=lambda m: (-m.objective, m.smiles)
+        )
+        results.append(
+            OptimizationResult(seed_text, seed_score, molecules, n_evaluated, n_penalized, history)
+        )
+    return results
+
+
+def _score_decode(
+    smiles: str,
+    canonical_seed: str,
+    score_fn: Callable[[str], float],
+    similarity_weight: float,
+    found: dict[str, OptimizedMolecule | None],
+) -> OptimizedMolecule | None:
+    """Score one decode, cached by canonical SMILES in ``found``; None if it gets the penalty."""
+    if not chem.is_valid_smiles(smiles):
+        return None
+    canonical = chem.canonicalize(smiles)
+    if canonical not in found:
+        score = _safe_score(score_fn, canonical)
+        if score is None:
+            found[canonical] = None
+        else:
+            similarity = float(tanimoto_similarity([canonical], [canonical_seed])[0])
+            objective = score + similarity_weight * similarity
+            found[canonical] = OptimizedMolecule(canonical, score, similarity, objective)
+    return found[canonical]

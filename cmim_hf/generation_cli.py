@@ -1,0 +1,477 @@
+"""`cmim sample`, `cmim reconstruct` and `cmim optimize`: thin layers over `cmim_hf.generation`.
+
+    cmim sample -n 1000 -o samples.csv                        decode codes drawn from the prior
+    cmim sample --around seeds.csv -n 10 -o near.csv          sample around seed molecules
+    cmim reconstruct molecules.csv -o recon.csv               encode (z = mu) and decode back
+    cmim optimize seeds.csv --score qed -o better.csv         CMA-ES in latent space
+
+Outputs are CSV (``.csv``) or JSON (``.json``: ``{"summary": ..., "molecules": [...]}``) files; a
+one-line summary goes to stderr. Input files are CSV (optionally gzipped) or Parquet with a SMILES
+column; every input row is kept, invalid ones flagged with RDKit's reason. Exit codes: 0 ok,
+2 usage error (missing file or column, bad option), 1 failure (unreadable checkpoint, runtime
+error), with one-line messages on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import chem, generation
+from .embed_cli import DEFAULT_CHECKPOINT
+from .embedding import file_smiles_column, iter_file_chunks
+from .generation import CheckpointError
+
+OUTPUT_SUFFIXES: tuple[str, ...] = (".csv", ".json")
+
+
+class UsageError(ValueError):
+    """A user mistake reported with exit code 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared options and helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _describe(parser: argparse.ArgumentParser, epilog: str) -> None:
+    """Help shows each option's default in its own words and an example epilog."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = epilog + "\n\nexit codes: 0 ok, 1 failure (e.g. unreadable checkpoint), 2 usage error"
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint folder or Hub id of a cMIM model (default: the checkpoint shipped in cmim_hf/pretrained)",
+    )
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--num-beams", type=int, default=1, help="beam width of the decoder; 1 = greedy decoding (default: 1)"
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="most tokens decoded per molecule (default: the model's max_position_embeddings - 1)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="molecules encoded / decoded per batch (default: 256)"
+    )
+
+
+def _add_output_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help='output file: .csv (one row per molecule) or .json ({"summary": ..., "molecules": [...]})',
+    )
+
+
+def _add_input_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("input", type=Path, help=f"CSV (.csv, .csv.gz) or Parquet file of {what}")
+    parser.add_argument(
+        "--smiles-col",
+        default=None,
+        help="name of the SMILES column (default: the column named 'smiles', any case)",
+    )
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    """Raise UsageError for a bad output suffix or non-positive sizes."""
+    if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise UsageError(f"the output must be a .csv or .json file, got {args.output}")
+    if args.num_beams < 1 or args.batch_size < 1 or (args.max_length is not None and args.max_length < 1):
+        raise UsageError("--num-beams, --batch-size and --max-length must be positive")
+
+
+def _read_smiles(path: Path, smiles_col: str | None) -> list[Any]:
+    """The values of the SMILES column (raises FileNotFoundError / KeyError / ValueError)."""
+    column = file_smiles_column(path, smiles_col)
+    return [value for chunk in iter_file_chunks(path, column, chunk_size=65536) for value in chunk]
+
+
+def _read_valid_smiles(path: Path, smiles_col: str | None, option: str) -> list[str]:
+    """The SMILES column of a file whose every row must be valid (UsageError naming the first bad row)."""
+    values = _read_smiles(path, smiles_col)
+    report = chem.validate_smiles(values)
+    if report.invalid:
+        bad = report.invalid[0]
+        raise UsageError(f"{option} {path}: invalid SMILES at row {bad.index}: {bad.smiles!r} ({bad.reason})")
+    return values
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Model and tokenizer from --model (default: the shipped checkpoint)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # the one-line summary is the only output on stderr
+    model = args.model
+    if model is None:
+        if not (DEFAULT_CHECKPOINT / "config.json").is_file():
+            raise UsageError("no shipped checkpoint in this install yet: pass --model <checkpoint folder>")
+        model = str(DEFAULT_CHECKPOINT)
+    return generation.load_model_for_generation(model, device=args.device)
+
+
+def _screen(values: list[Any], tokenizer: Any, model: Any) -> tuple[list[int], dict[int, str]]:
+    """Indices of the usable input rows, and why each other row is rejected (RDKit's reason, or
+    more tokens than the model reads)."""
+    report = chem.validate_smiles(values)
+    reasons = {row.index: row.reason for row in report.invalid}
+    limit = model.config.max_position_embeddings
+    usable = []
+    if report.valid_indices:
+        token_ids = tokenizer([values[i] for i in report.valid_indices])["input_ids"]
+        for index, ids in zip(report.valid_indices, token_ids):
+            if len(ids) > limit:
+                reasons[index] = f"{len(ids)} tokens, the model reads at most {limit}"
+            else:
+                usable.append(index)
+    return usable, reasons
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN -> None and numpy scalars -> Python, for strict JSON."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write(path: Path, records: list[dict[str, Any]], summary: dict[str, Any], columns: list[str]) -> None:
+    """Write the records as CSV (summary on stderr only) or JSON with the summary."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        # convert_dtypes: integer and boolean columns with missing cells stay integer / boolean
+        pd.DataFrame.from_records(records, columns=columns).convert_dtypes().to_csv(path, index=False)
+    else:
+        payload = {"summary": summary, "molecules": records}
+        path.write_text(json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _format_summary(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())
+
+
+def _run(name: str, args: argparse.Namespace, body: Callable[[argparse.Namespace], str]) -> int:
+    """Run ``body`` (returns the summary line), mapping errors to one-line messages and exit codes."""
+    try:
+        line = body(args)
+    except (UsageError, FileNotFoundError, KeyError) as err:
+        return _fail(name, str(err.args[0]) if err.args else str(err), 2)
+    except CheckpointError as err:
+        return _fail(name, str(err), 1)
+    except ValueError as err:  # unreadable input file, invalid SMILES, bad option value
+        return _fail(name, str(err).splitlines()[0] if str(err) else type(err).__name__, 2)
+    except Exception as err:  # one line for the user, not a traceback
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return _fail(name, f"{type(err).__name__}: {message}", 1)
+    print(f"cmim {name}: {line}", file=sys.stderr)
+    return 0
+
+
+def _fail(name: str, message: str, code: int) -> int:
+    print(f"cmim {name}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _decode_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"num_beams": args.num_beams, "max_new_tokens": args.max_length, "batch_size": args.batch_size}
+
+
+# ---------------------------------------------------------------------------------------------
+# cmim sample
+# ---------------------------------------------------------------------------------------------
+
+
+def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `cmim sample` options to `parser`."""
+    _describe(
+        parser,
+        "examples:\n  cmim sample -n 1000 -o samples.csv --reference train.csv\n"
+        "  cmim sample --around seeds.csv -n 10 --radius 0.5 -o near.json",
+    )
+    parser.add_argument(
+        "-n",
+        "--num-samples",
+        type=int,
+        default=100,
+        help="molecules to generate (with --around: per seed molecule) (default: 100)",
+    )
+    _add_output_argument(parser)
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="prior sampling: codes are drawn from N(0, scale^2 I); below 1 trades diversity for validity "
+        "(default: 1.0)",
+    )
+    parser.add_argument(
+        "--around",
+        type=Path,
+        default=None,
+        help="CSV/Parquet file of seed molecules: sample around each seed's code instead of from the prior",
+    )
+    parser.add_argument(
+        "--smiles-col",
+        default=None,
+        help="SMILES column of the --around / --reference files (default: the column named 'smiles', any case)",
+    )
+    parser.add_argument(
+        "--radius",
+        type=float,
+        default=0.5,
+        help="with --around: std of the Gaussian perturbation added to each seed's code (default: 0.5)",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="CSV/Parquet file of reference molecules (e.g. the training set): adds novelty to the summary",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed: same seed, same molecules (default: 0)"
+    )
+    _add_model_arguments(parser)
+
+
+def _sample(args: argparse.Namespace) -> str:
+    _check_common(args)
+    if args.num_samples < 1 or args.scale < 0 or args.radius < 0:
+        raise UsageError("--num-samples must be positive, --scale and --radius non-negative")
+    seeds = reference = None
+    if args.around is not None:
+        seeds = _read_valid_smiles(args.around, args.smiles_col, "--around")
+    if args.reference is not None:
+        reference = _read_valid_smiles(args.reference, args.smiles_col, "--reference")
+    model, tokenizer = _load(args)
+    if seeds is not None:
+        result = generation.sample_neighbourhood(
+            model, tokenizer, seeds, args.num_samples, args.radius, args.seed, **_decode_options(args)
+        )
+        columns = ["seed_index", "seed", "smiles", "valid", "similarity"]
+    else:
+        result = generation.sample_prior(
+            model, tokenizer, args.num_samples, args.scale, args.seed, **_decode_options(args)
+        )
+        columns = ["smiles", "valid"]
+    summary: dict[str, Any] = {
+        "molecules": len(result),
+        "validity": result.validity,
+        "uniqueness": generation.fraction_unique(result.smiles),
+    }
+    if reference is not None:
+        summary["novelty"] = generation.fraction_novel(result.smiles, reference)
+    _write(args.output, result.to_records(), summary, columns)
+    return f"{_format_summary(summary)} -> {args.output}"
+
+
+def run_sample_command(args: argparse.Namespace) -> int:
+    """Run `cmim sample`; returns the exit code."""
+    return _run("sample", args, _sample)
+
+
+# ---------------------------------------------------------------------------------------------
+# cmim reconstruct
+# ---------------------------------------------------------------------------------------------
+
+
+def add_reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `cmim reconstruct` options to `parser`."""
+    _describe(
+        parser,
+        "Every input row is kept; rows RDKit rejects get invalid_reason and no reconstruction.\n"
+        "example:\n  cmim reconstruct molecules.csv --smiles-col smiles -o reconstructions.csv --num-beams 4",
+    )
+    _add_input_arguments(parser, "molecules to reconstruct")
+    _add_output_argument(parser)
+    _add_model_arguments(parser)
+
+
+RECONSTRUCT_COLUMNS = ["row", "input", "invalid_reason", "smiles", "valid", "exact", "similarity"]
+
+
+def _reconstruct(args: argparse.Namespace) -> str:
+    _check_common(args)
+    values = _read_smiles(args.input, args.smiles_col)
+    model, tokenizer = _load(args)
+    usable, reasons = _screen(values, tokenizer, model)
+    result = generation.reconstruct(model, tokenizer, [values[i] for i in usable], **_decode_options(args))
+    done = dict(zip(usable, result.to_records()))
+    records = []
+    for row, value in enumerate(values):
+        record = {"row": row, "input": value, "invalid_reason": reasons.get(row)}
+        record.update(done.get(row, {"smiles": None, "valid": None, "exact": None, "similarity": None}))
+        records.append(record)
+    similarity = result.similarity[~np.isnan(result.similarity)] if len(result) else np.zeros(0)
+    summary = {
+        "rows": len(values),
+        "invalid_inputs": len(reasons),
+        "exact_match": result.exact_match,
+        "validity": result.validity,
+        "mean_similarity": float(similarity.mean()) if similarity.size else float("nan"),
+    }
+    _write(args.output, records, summary, RECONSTRUCT_COLUMNS)
+    return f"{_format_summary(summary)} -> {args.output}"
+
+
+def run_reconstruct_command(args: argparse.Namespace) -> int:
+    """Run `cmim reconstruct`; returns the exit code."""
+    return _run("reconstruct", args, _reconstruct)
+
+
+# ---------------------------------------------------------------------------------------------
+# cmim optimize
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_score(spec: str) -> Callable[[str], float]:
+    """A scoring function from ``spec``: an RDKit descriptor name (``qed``, ``MolLogP``, ``TPSA``, ...)
+    or ``module:function`` / ``path/to/file.py:function`` naming a Python callable SMILES -> float."""
+    if ":" not in spec:
+        return generation.descriptor_score(spec)
+    target, _, attribute = spec.rpartition(":")
+    try:
+        if target.endswith(".py"):
+            if not Path(target).is_file():
+                raise UsageError(f"score file not found: {target}")
+            module_spec = importlib.util.spec_from_file_location(Path(target).stem, target)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except ImportError as err:
+        raise UsageError(f"cannot import the scoring module {target!r}: {err}") from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise UsageError(f"{target!r} has no function {attribute!r}")
+    return function
+
+
+def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `cmim optimize` options to `parser`."""
+    _describe(
+        parser,
+        "Each valid seed molecule gets up to --top-k rows (best objective first); invalid seeds one row\n"
+        "with invalid_reason.\nexample:\n  cmim optimize seeds.csv --score qed --similarity-weight 0.5 -o better.csv",
+    )
+    _add_input_arguments(parser, "seed molecules")
+    _add_output_argument(parser)
+    parser.add_argument(
+        "--score",
+        default="qed",
+        help="property to maximise: an RDKit descriptor name (qed, MolLogP, TPSA, ...) or "
+        "module:function / file.py:function returning a float for a SMILES (default: qed)",
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=10, help="CMA-ES rounds per seed molecule (default: 10)"
+    )
+    parser.add_argument(
+        "--population-size",
+        type=int,
+        default=None,
+        help="latent codes decoded per round (default: CMA-ES's 4 + 3 ln(latent dimension))",
+    )
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=0.5,
+        help="initial CMA-ES step size around the seed's code, in prior units (default: 0.5)",
+    )
+    parser.add_argument(
+        "--similarity-weight",
+        type=float,
+        default=0.0,
+        help="maximise score + weight * ECFP4 Tanimoto similarity to the seed; > 0 keeps molecules close "
+        "to their seed (default: 0.0)",
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=10, help="best molecules written per seed molecule (default: 10)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed: same seed, same search (default: 0)"
+    )
+    _add_model_arguments(parser)
+
+
+OPTIMIZE_COLUMNS = [
+    "row",
+    "seed",
+    "invalid_reason",
+    "seed_score",
+    "rank",
+    "smiles",
+    "score",
+    "improvement",
+    "similarity",
+    "objective",
+]
+
+
+def _optimize(args: argparse.Namespace) -> str:
+    _check_common(args)
+    if args.iterations < 1 or args.sigma <= 0 or args.top_k < 1:
+        raise UsageError("--iterations and --top-k must be positive, --sigma > 0")
+    if args.population_size is not None and args.population_size < 2:
+        raise UsageError("--population-size must be at least 2")
+    if args.seed < 0:
+        raise UsageError("--seed must be non-negative")
+    score_fn = resolve_score(args.score)
+    values = _read_smiles(args.input, args.smiles_col)
+    model, tokenizer = _load(args)
+    usable, reasons = _screen(values, tokenizer, model)
+    results = generation.optimize(
+        model,
+        tokenizer,
+        [values[i] for i in usable],
+        score_fn,
+        iterations=args.iterations,
+        population_size=args.population_size,
+        sigma=args.sigma,
+        similarity_weight=args.similarity_weight,
+        seed=args.seed,
+        **_decode_options(args),
+    )
+    by_row = dict(zip(usable, results))
+    records = []
+    for row, value in enumerate(values):
+        if row in reasons:
+            records.append({"row": row, "seed": value, "invalid_reason": reasons[row]})
+            continue
+        found = by_row[row].to_records(args.top_k)
+        records += [{"row": row, "invalid_reason": None, **record} for record in found]
+        if not found:
+            records.append({"row": row, "seed": value, "seed_score": by_row[row].seed_score})
+    summary = {
+        "seeds": len(values),
+        "invalid_seeds": len(reasons),
+        "improved_seeds": sum(bool(r.improved) for r in results),
+        "decoded": sum(r.n_evaluated for r in results),
+        "penalized": sum(r.n_penalized for r in results),
+    }
+    _write(args.output, records, summary, OPTIMIZE_COLUMNS)
+    return f"{_format_summary(summary)} -> {args.output}"
+
+
+def run_optimize_command(args: argparse.Namespace) -> int:
+    """Run `cmim optimize`; returns the exit code."""
+    return _run("optimize", args, _optimize)

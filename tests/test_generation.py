@@ -1,0 +1,285 @@
+"""Tests of cmim_hf.generation and the generation metrics (validity, uniqueness, novelty, Tanimoto)."""
+
+from __future__ import annotations
+
+import math
+
+import evaluate
+import numpy as np
+import pytest
+import torch
+from conftest import SMILES, tiny_config
+from rdkit import Chem, DataStructs
+from rdkit.Chem import rdFingerprintGenerator
+
+from cmim_hf import CMIMForConditionalGeneration, chem
+from cmim_hf.chem import InvalidSmilesError
+from cmim_hf.evaluation.metrics.novelty.novelty import Novelty
+from cmim_hf.evaluation.metrics.tanimoto_similarity.tanimoto_similarity import TanimotoSimilarity
+from cmim_hf.evaluation.metrics.uniqueness.uniqueness import Uniqueness
+from cmim_hf.evaluation.metrics.validity.validity import Validity
+from cmim_hf.generation import (
+    descriptor_score,
+    encode_smiles,
+    fraction_novel,
+    fraction_unique,
+    fraction_valid,
+    interpolate,
+    interpolation_path,
+    optimize,
+    reconstruct,
+    sample_neighbourhood,
+    sample_prior,
+    tanimoto_similarity,
+)
+
+MAX_NEW = 16  # decode length in these tests
+
+
+@pytest.fixture(scope="module")
+def model() -> CMIMForConditionalGeneration:
+    """A random tiny model whose decodes vary with z (large init) and mix valid and invalid SMILES."""
+    torch.manual_seed(0)
+    return CMIMForConditionalGeneration(tiny_config(init_std=0.5, max_position_embeddings=32)).eval()
+
+
+def rdkit_tanimoto(a: str, b: str) -> float:
+    """Independent reference: RDKit's own bit-vector Tanimoto of 2048-bit Morgan radius-2 fingerprints."""
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+    fps = [generator.GetFingerprint(Chem.MolFromSmiles(s)) for s in (a, b)]
+    return DataStructs.TanimotoSimilarity(*fps)
+
+
+def assert_flags_match_rdkit(smiles: list[str], valid: list[bool]) -> None:
+    assert valid == [Chem.MolFromSmiles(s) is not None and s != "" for s in smiles]
+
+
+# --- reconstruction ---------------------------------------------------------------------------
+
+
+def test_reconstruct_shapes_flags_and_latents(model, tokenizer) -> None:
+    model.train()
+    result = reconstruct(model, tokenizer, SMILES, max_new_tokens=MAX_NEW, batch_size=3)
+    assert model.training, "the caller's training flag is restored"
+    model.eval()
+    assert len(result) == len(SMILES) and result.inputs == SMILES
+    assert result.latents.shape == (len(SMILES), 1, 32) and result.latents.dtype == torch.float32
+    batch = tokenizer(SMILES, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(result.latents, model.encode(**batch).z_mean, atol=1e-5)  # z = mu
+    assert_flags_match_rdkit(result.smiles, result.valid)
+    for s, ok, exact, inp, sim in zip(result.smiles, result.valid, result.exact, SMILES, result.similarity):
+        assert exact == (ok and chem.canonicalize(s) == chem.canonicalize(inp))
+        assert math.isnan(sim) if not ok else sim == pytest.approx(rdkit_tanimoto(s, inp))
+    assert result.exact_match == np.mean(result.exact)
+    records = result.to_records()
+    assert [r["input"] for r in records] == SMILES and set(records[0]) >= {"smiles", "valid", "exact"}
+
+
+def test_reconstruct_beam_search_and_single_string(model, tokenizer) -> None:
+    beams = reconstruct(model, tokenizer, SMILES[:3], num_beams=3, max_new_tokens=MAX_NEW)
+    assert len(beams) == 3
+    assert_flags_match_rdkit(beams.smiles, beams.valid)
+    single = reconstruct(model, tokenizer, "CCO", max_new_tokens=MAX_NEW)
+    assert single.inputs == ["CCO"] and len(single) == 1
+
+
+def test_invalid_and_too_long_inputs_raise_naming_the_molecule(model, tokenizer) -> None:
+    with pytest.raises(InvalidSmilesError, match=r"row 1: 'C1CC'"):
+        reconstruct(model, tokenizer, ["CCO", "C1CC"], max_new_tokens=MAX_NEW)
+    with pytest.raises(InvalidSmilesError, match="C1CC"):
+        sample_neighbourhood(model, tokenizer, ["C1CC"], 2)
+    with pytest.raises(ValueError, match="row 0.*tokens"):
+        encode_smiles(model, tokenizer, ["C" * 40])
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+
+def test_sample_prior_is_seeded_and_flags_match_rdkit(model, tokenizer) -> None:
+    first = sample_prior(model, tokenizer, 12, seed=3, max_new_tokens=MAX_NEW, batch_size=5)
+    again = sample_prior(model, tokenizer, 12, seed=3, max_new_tokens=MAX_NEW)
+    other = sample_prior(model, tokenizer, 12, seed=4, max_new_tokens=MAX_NEW)
+    assert first.latents.shape == (12, 1, 32)
+    assert torch.equal(first.latents, again.latents) and first.smiles == again.smiles
+    assert not torch.equal(first.latents, other.latents)
+    assert torch.equal(first.latents, torch.randn((12, 1, 32), generator=torch.Generator().manual_seed(3)))
+    assert_flags_match_rdkit(first.smiles, first.valid)
+    assert first.validity == sum(first.valid) / 12
+    assert first.valid_smiles == [s for s, ok in zip(first.smiles, first.valid) if ok]
+    scaled = sample_prior(model, tokenizer, 12, scale=0.5, seed=3, max_new_tokens=MAX_NEW)
+    assert torch.allclose(scaled.latents, 0.5 * first.latents)
+
+
+def test_sample_neighbourhood_groups_by_seed(model, tokenizer) -> None:
+    seeds = SMILES[:3]
+    result = sample_neighbourhood(model, tokenizer, seeds, 4, radius=0.3, seed=1, max_new_tokens=MAX_NEW)
+    assert len(result) == 12 and result.seed_index == [0] * 4 + [1] * 4 + [2] * 4
+    mu = encode_smiles(model, tokenizer, seeds)
+    noise = torch.randn((3, 4, 1, 32), generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(result.latents, (mu.unsqueeze(1) + 0.3 * noise).reshape(12, 1, 32), atol=1e-6)
+    assert_flags_match_rdkit(result.smiles, result.valid)
+    for s, ok, i, sim in zip(result.smiles, result.valid, result.seed_index, result.similarity):
+        assert math.isnan(sim) if not ok else sim == pytest.approx(rdkit_tanimoto(s, seeds[i]))
+    exact = sample_neighbourhood(model, tokenizer, seeds, 2, radius=0.0, max_new_tokens=MAX_NEW)
+    assert torch.equal(exact.latents, mu.repeat_interleave(2, dim=0))
+    assert exact.smiles[::2] == reconstruct(model, tokenizer, seeds, max_new_tokens=MAX_NEW).smiles
+
+
+# --- interpolation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["linear", "slerp"])
+def test_interpolation_end_points_are_the_inputs_latents(model, tokenizer, method) -> None:
+    a, b = "CC(=O)Oc1ccccc1C(=O)O", "c1ccccc1"
+    result = interpolate(model, tokenizer, a, b, steps=5, method=method, max_new_tokens=MAX_NEW)
+    mu = encode_smiles(model, tokenizer, [a, b])
+    assert result.latents.shape == (5, 1, 32) and result.t == pytest.approx([0, 0.25, 0.5, 0.75, 1])
+    assert torch.allclose(result.latents[0], mu[0], atol=1e-5)
+    assert torch.allclose(result.latents[-1], mu[1], atol=1e-5)
+    assert_flags_match_rdkit(result.smiles, result.valid)
+    ends = reconstruct(model, tokenizer, [a, b], max_new_tokens=MAX_NEW).smiles
+    assert [result.smiles[0], result.smiles[-1]] == ends
+
+
+def test_interpolation_path_geometry() -> None:
+    a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    t = torch.tensor([0.0, 0.5, 1.0])
+    linear = interpolation_path(a, b, t, "linear")
+    assert torch.allclose(linear[1], torch.tensor([[0.5, 1.0]]))
+    slerp = interpolation_path(a, b, t, "slerp")  # 90 degrees apart: midpoint at 45 degrees
+    expected = (math.sin(math.pi / 4) / math.sin(math.pi / 2)) * (a + b)
+    assert torch.allclose(slerp[1], expected, atol=1e-6)
+    assert torch.allclose(interpolation_path(a, 3 * a, t, "slerp"), interpolation_path(a, 3 * a, t, "linear"))
+    with pytest.raises(ValueError, match="method"):
+        interpolation_path(a, b, t, "cubic")
+
+
+def test_interpolate_rejects_bad_arguments(model, tokenizer) -> None:
+    with pytest.raises(ValueError, match="steps"):
+        interpolate(model, tokenizer, "CCO", "CCN", steps=1)
+    with pytest.raises(InvalidSmilesError, match="C1CC"):
+        interpolate(model, tokenizer, "CCO", "C1CC")
+
+
+# --- optimisation -----------------------------------------------------------------------------
+
+
+def test_optimize_improves_score_with_correct_similarities(model, tokenizer) -> None:
+    seeds = ["CCO", "c1ccccc1"]
+    score = descriptor_score("HeavyAtomCount")
+    results = optimize(
+        model, tokenizer, seeds, score, iterations=3, population_size=6, seed=0, max_new_tokens=MAX_NEW
+    )
+    assert [r.seed for r in results] == seeds
+    assert [r.seed_score for r in results] == [3.0, 6.0]
+    for result in results:
+        assert result.n_evaluated == 18 and len(result.history) == 3
+        assert 0 <= result.n_penalized <= result.n_evaluated
+        objectives = [m.objective for m in result.molecules]
+        assert objectives == sorted(objectives, reverse=True)
+        assert len({m.smiles for m in result.molecules}) == len(result.molecules)
+        for m in result.molecules:
+            assert m.smiles == chem.canonicalize(m.smiles)
+            assert m.score == score(m.smiles) and m.objective == m.score  # similarity_weight 0
+            assert m.similarity == pytest.approx(rdkit_tanimoto(m.smiles, chem.canonicalize(result.seed)))
+        assert result.improved == [m for m in result.molecules if m.score > result.seed_score]
+        if result.molecules:
+            assert max(result.history) == result.best.objective
+    # molecules decoded from a random model are long chains: the heavy-atom count goes up
+    assert any(r.best is not None and r.best.score > r.seed_score for r in results)
+    for result in results:
+        records = result.to_records(top_k=2)
+        assert len(records) == min(2, len(result.molecules))
+        for rank, (record, m) in enumerate(zip(records, result.molecules), start=1):
+            assert record["rank"] == rank and record["smiles"] == m.smiles and record["seed"] == result.seed
+            assert record["improvement"] == m.score - result.seed_score
+    again = optimize(
+        model, tokenizer, seeds, score, iterations=3, population_size=6, seed=0, max_new_tokens=MAX_NEW
+    )
+    assert [r.molecules for r in again] == [r.molecules for r in results] and [r.history for r in again] == [
+        r.history for r in results
+    ]
+
+
+def test_optimize_penalizes_failing_scores_instead_of_crashing(model, tokenizer) -> None:
+    def fragile(smiles: str) -> float:
+        if smiles != "CCO":
+            raise RuntimeError("cannot score")
+        return 1.0
+
+    state = np.random.get_state()
+    (result,) = optimize(
+        model, tokenizer, ["CCO"], fragile, iterations=2, population_size=4, max_new_tokens=MAX_NEW
+    )
+    assert np.array_equal(np.random.get_state()[1], state[1]), "numpy's global RNG is left alone"
+    assert result.seed_score == 1.0
+    # the random model never decodes ethanol: every decode is penalized, none is reported
+    assert result.molecules == [] and result.best is None
+    assert result.n_penalized == result.n_evaluated == 8 and result.history == [-1000.0, -1000.0]
+    with pytest.raises(InvalidSmilesError, match="C1CC"):
+        optimize(model, tokenizer, ["C1CC"], fragile, iterations=1)
+    with pytest.raises(ValueError, match="unknown RDKit descriptor"):
+        descriptor_score("not_a_descriptor")
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+GENERATED = ["CCO", "OCC", "C1CC", "", "c1ccccc1", "CCN", "C(C)O"]
+REFERENCE = ["CCO", "c1ccccc1", "CCCC"]
+
+
+def test_set_metrics_by_hand() -> None:
+    # valid: CCO, OCC, c1ccccc1, CCN, C(C)O -> 5 of 7; distinct canonical: CCO, c1ccccc1, CCN -> 3 of 5
+    assert fraction_valid(GENERATED) == pytest.approx(5 / 7)
+    assert fraction_unique(GENERATED) == pytest.approx(3 / 5)
+    assert fraction_novel(GENERATED, REFERENCE) == pytest.approx(1 / 3)  # only CCN is new
+    assert (
+        fraction_valid([]) == 0.0 and fraction_unique(["C1CC"]) == 0.0 and fraction_novel([""], ["C"]) == 0.0
+    )
+    with pytest.raises(InvalidSmilesError, match="row 1"):
+        fraction_novel(GENERATED, ["CCO", "C1CC"])
+
+
+def test_tanimoto_by_hand() -> None:
+    similarity = tanimoto_similarity(["OCC", "CCN", "C1CC", "c1ccccc1"], ["CCO", "CCO", "CCO", "CCO"])
+    assert similarity[0] == 1.0 and math.isnan(similarity[2])
+    assert similarity[1] == pytest.approx(rdkit_tanimoto("CCN", "CCO"))
+    assert similarity[3] == 0.0  # benzene and ethanol share no ECFP4 bit
+    with pytest.raises(ValueError, match="references"):
+        tanimoto_similarity(["CCO"], [])
+
+
+def test_evaluate_metric_modules() -> None:
+    assert Validity(keep_in_memory=True).compute(predictions=GENERATED) == {"validity": pytest.approx(5 / 7)}
+    assert Uniqueness(keep_in_memory=True).compute(predictions=GENERATED) == {
+        "uniqueness": pytest.approx(3 / 5)
+    }
+    novelty = Novelty(keep_in_memory=True).compute(predictions=GENERATED, reference_smiles=REFERENCE)
+    assert novelty == {"novelty": pytest.approx(1 / 3)}
+    predictions, references = ["OCC", "C1CC", "CCN"], ["CCO", "CCO", "CCO"]
+    expected_valid = (1.0 + rdkit_tanimoto("CCN", "CCO")) / 2
+    expected_all = (1.0 + 0.0 + rdkit_tanimoto("CCN", "CCO")) / 3
+    assert TanimotoSimilarity(keep_in_memory=True).compute(
+        predictions=predictions, references=references
+    ) == {
+        "tanimoto_similarity": pytest.approx(expected_all),
+        "tanimoto_similarity_valid": pytest.approx(expected_valid),
+    }
+    with pytest.raises(InvalidSmilesError):
+        TanimotoSimilarity(keep_in_memory=True).compute(predictions=["CCO"], references=["C1CC"])
+    with pytest.raises(ValueError, match="reference_smiles"):
+        Novelty(keep_in_memory=True).compute(predictions=["CCO"])
+
+
+@pytest.mark.parametrize("name", ["validity", "uniqueness", "novelty", "tanimoto_similarity"])
+def test_metrics_load_offline_from_their_folder(name) -> None:
+    from cmim_hf.evaluation.metrics import METRICS_DIR
+
+    metric = evaluate.load(str(METRICS_DIR / name))
+    kwargs = {"predictions": ["CCO", "CCN"]}
+    if name == "novelty":
+        kwargs["reference_smiles"] = ["CCO"]
+    if name == "tanimoto_similarity":
+        kwargs["references"] = ["CCO", "CCO"]
+    assert set(metric.compute(**kwargs)) >= {name}

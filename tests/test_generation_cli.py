@@ -1,0 +1,231 @@
+"""End-to-end tests of `cmim sample`, `cmim reconstruct` and `cmim optimize` through the console script."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import SMILES, tiny_config
+from rdkit import Chem
+
+import cmim_hf
+from cmim_hf import generation_cli
+
+INVALID = "C1CC"
+TOO_LONG = "C" * 40  # more tokens than the tiny model's 32 positions
+
+
+def cmim_executable() -> str:
+    """The `cmim` console script of this environment (PATH first, then next to the interpreter)."""
+    found = shutil.which("cmim") or str(Path(sys.executable).with_name("cmim"))
+    assert Path(found).is_file(), "the cmim console script is not installed (pip install -e .)"
+    return found
+
+
+def start_cmim(*args: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    return subprocess.Popen(
+        [cmim_executable(), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "error:" in lines[0], result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A tiny saved checkpoint (`ckpt/`) and an input CSV with valid, invalid and too-long rows."""
+    root = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    model = cmim_hf.CMIMForConditionalGeneration(tiny_config(init_std=0.5, max_position_embeddings=32))
+    model.save_pretrained(root / "ckpt")
+    cmim_hf.CMIMTokenizer().save_pretrained(root / "ckpt")
+    molecules = [*SMILES[:4], INVALID, TOO_LONG]
+    pd.DataFrame({"name": [f"m{i}" for i in range(len(molecules))], "SMILES": molecules}).to_csv(
+        root / "molecules.csv", index=False
+    )
+    pd.DataFrame({"smiles": SMILES}).to_csv(root / "reference.csv", index=False)
+    broken = root / "broken"
+    shutil.copytree(root / "ckpt", broken)
+    (broken / "model.safetensors").unlink()
+    return root
+
+
+# The console-script runs start together (each process spends most of its time importing torch).
+CONSOLE_RUNS = {
+    "sample": ["sample", "-n", "6", "-o", "prior.csv", "--model", "ckpt", "--reference", "reference.csv",
+               "--max-length", "12", "--seed", "1"],
+    "reconstruct": ["reconstruct", "molecules.csv", "--smiles-col", "SMILES", "-o", "recon.csv", "--model",
+                    "ckpt", "--max-length", "12"],
+    "optimize": ["optimize", "molecules.csv", "-o", "opt.csv", "--model", "ckpt", "--score", "HeavyAtomCount",
+                 "--iterations", "2", "--population-size", "4", "--top-k", "2", "--max-length", "12"],
+    "broken": ["sample", "-n", "2", "-o", "out.csv", "--model", "broken"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def console(workdir: Path) -> dict[str, subprocess.CompletedProcess]:
+    """The finished console-script runs of CONSOLE_RUNS, by name."""
+    processes = {name: start_cmim(*argv, cwd=workdir) for name, argv in CONSOLE_RUNS.items()}
+    finished = {}
+    for name, process in processes.items():
+        stdout, stderr = process.communicate(timeout=600)
+        finished[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return finished
+
+
+def parse(add_arguments, argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_help_explains_every_option() -> None:
+    for name in ("sample", "reconstruct", "optimize"):
+        parser = argparse.ArgumentParser(prog=f"cmim {name}")
+        getattr(generation_cli, f"add_{name}_arguments")(parser)
+        text = parser.format_help()
+        for action in parser._actions:
+            assert action.help, f"{name}: {action.dest} has no help"
+        assert "exit codes" in text and "example" in text
+
+
+def test_sample_from_the_prior(workdir: Path, console) -> None:
+    result = console["sample"]
+    assert result.returncode == 0, result.stderr
+    assert "validity" in result.stderr and "novelty" in result.stderr
+    table = pd.read_csv(workdir / "prior.csv", keep_default_na=False)
+    assert list(table.columns) == ["smiles", "valid"] and len(table) == 6
+    assert table["valid"].tolist() == [s != "" and Chem.MolFromSmiles(s) is not None for s in table["smiles"]]
+
+
+def test_sample_around_seed_molecules(workdir: Path, tmp_path: Path, capsys) -> None:
+    output = tmp_path / "near.json"
+    argv = ["--around", str(workdir / "reference.csv"), "-n", "2", "--radius", "0.2", "-o", str(output)]
+    code, err = run_in_process(
+        "sample", [*argv, "--model", str(workdir / "ckpt"), "--max-length", "12"], capsys
+    )
+    assert code == 0, err
+    payload = json.loads(output.read_text())
+    assert set(payload["summary"]) == {"molecules", "validity", "uniqueness"}
+    assert len(payload["molecules"]) == 2 * len(SMILES)
+    assert [m["seed"] for m in payload["molecules"][:2]] == [SMILES[0]] * 2
+
+
+def test_reconstruct_keeps_every_row(workdir: Path, console) -> None:
+    result = console["reconstruct"]
+    assert result.returncode == 0, result.stderr
+    assert "exact_match" in result.stderr and "invalid_inputs 2" in result.stderr
+    table = pd.read_csv(workdir / "recon.csv")
+    assert table["row"].tolist() == list(range(6))
+    assert table["input"].tolist() == [*SMILES[:4], INVALID, TOO_LONG]
+    assert table["invalid_reason"][:4].isna().all()
+    assert "unclosed ring" in table["invalid_reason"][4] and "tokens" in table["invalid_reason"][5]
+    assert table["smiles"][4:].isna().all()
+
+
+def test_optimize_writes_ranked_molecules(workdir: Path, console) -> None:
+    result = console["optimize"]
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(workdir / "opt.csv")
+    assert set(table["row"]) == set(range(6))
+    valid_rows = table[table["invalid_reason"].isna()]
+    assert (valid_rows.groupby("row").size() <= 2).all()
+    found = valid_rows.dropna(subset=["smiles"])
+    assert (found["improvement"] == found["score"] - found["seed_score"]).all()
+    assert table[table["row"] == 4]["invalid_reason"].str.contains("unclosed ring").all()
+
+
+def test_broken_checkpoint_through_the_console_script(console) -> None:
+    assert_one_line_error(console["broken"], 1, "broken", "model.safetensors is missing")
+
+
+def test_missing_file_and_column_in_process(workdir: Path, capsys) -> None:
+    """Exit codes of the functions the console script dispatches to (a subprocess each would be slow)."""
+    model = ["--model", str(workdir / "ckpt")]
+    for name in ("reconstruct", "optimize"):
+        code, err = run_in_process(name, [str(workdir / "nope.csv"), "-o", "out.csv", *model], capsys)
+        assert code == 2 and "nope.csv" in err and len(err.strip().splitlines()) == 1
+        argv = [str(workdir / "molecules.csv"), "--smiles-col", "smi", "-o", "out.csv", *model]
+        code, err = run_in_process(name, argv, capsys)
+        assert code == 2 and "'smi'" in err and len(err.strip().splitlines()) == 1
+    code, err = run_in_process(
+        "sample", ["--around", str(workdir / "nope.csv"), "-o", "out.csv", *model], capsys
+    )
+    assert code == 2 and "nope.csv" in err
+
+
+def run_in_process(name: str, argv: list[str], capsys) -> tuple[int, str]:
+    args = parse(getattr(generation_cli, f"add_{name}_arguments"), argv)
+    code = getattr(generation_cli, f"run_{name}_command")(args)
+    return code, capsys.readouterr().err
+
+
+def test_broken_checkpoints_name_the_bad_file(workdir: Path, tmp_path: Path, capsys) -> None:
+    source = workdir / "ckpt"
+    cases = [
+        ("config.json is missing", lambda p: (p / "config.json").unlink()),
+        ("config.json is not valid JSON", lambda p: (p / "config.json").write_text("{")),
+        ("tokenizer.json is missing", lambda p: (p / "tokenizer.json").unlink()),
+        (
+            "model.safetensors is corrupt or truncated",
+            lambda p: (p / "model.safetensors").write_bytes(
+                (source / "model.safetensors").read_bytes()[:4000]
+            ),
+        ),
+    ]
+    for index, (expected, damage) in enumerate(cases):
+        folder = tmp_path / f"case{index}"
+        shutil.copytree(source, folder)
+        damage(folder)
+        argv = [str(workdir / "molecules.csv"), "-o", str(tmp_path / "o.csv"), "--model", str(folder)]
+        code, err = run_in_process("reconstruct", argv, capsys)
+        assert code == 1 and expected in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_usage_errors_in_process(workdir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    out = str(tmp_path / "o.txt")
+    code, err = run_in_process("sample", ["-n", "2", "-o", out, "--model", str(workdir / "ckpt")], capsys)
+    assert code == 2 and ".csv or .json" in err
+    code, err = run_in_process(
+        "sample", ["-n", "2", "-o", str(tmp_path / "o.csv"), "--around", str(workdir / "molecules.csv"),
+                   "--smiles-col", "SMILES", "--model", str(workdir / "ckpt")], capsys,
+    )  # fmt: skip
+    assert code == 2 and "--around" in err and INVALID in err
+    code, err = run_in_process(
+        "optimize", [str(workdir / "molecules.csv"), "-o", str(tmp_path / "o.csv"), "--score", "nope"], capsys
+    )
+    assert code == 2 and "unknown RDKit descriptor" in err
+    monkeypatch.setattr(generation_cli, "DEFAULT_CHECKPOINT", tmp_path / "no_checkpoint")
+    code, err = run_in_process(
+        "reconstruct", [str(workdir / "molecules.csv"), "-o", str(tmp_path / "o.csv")], capsys
+    )
+    assert code == 2 and "--model" in err
+
+
+def test_score_from_a_python_file(workdir: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "my_score.py").write_text("def length(smiles):\n    return float(len(smiles))\n")
+    assert generation_cli.resolve_score(f"{tmp_path / 'my_score.py'}:length")("CCO") == 3.0
+    assert generation_cli.resolve_score("math:sqrt") is __import__("math").sqrt
+    for spec, message in ((f"{tmp_path / 'nope.py'}:f", "not found"), ("math:nope", "no function")):
+        with pytest.raises(generation_cli.UsageError, match=message):
+            generation_cli.resolve_score(spec)

@@ -1,0 +1,193 @@
+"""Tests of cmim_hf.model_card: card rendering from measured results, the Hub folder, the trainer's card."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from clean_python import run_without_cmim_hf
+from conftest import SMILES, tiny_config
+from datasets import Dataset
+from huggingface_hub import ModelCard
+
+from cmim_hf import CMIMForConditionalGeneration, compute_embeddings
+from cmim_hf.generation import CheckpointError
+from cmim_hf.model_card import (
+    UNMEASURED,
+    check_hub_folder,
+    create_cmim_model_card,
+    render_model_card,
+    save_for_hub,
+    write_model_card,
+)
+from cmim_hf.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
+
+RESULTS = {
+    "training": {"dataset": "MOSES train", "molecules": 1000, "objective": "cmim", "steps": 20},
+    "reconstruction": {
+        "dataset": "MOSES test",
+        "molecules": 50,
+        "exact_match": 0.625,
+        "token_accuracy": 0.9375,
+    },
+    "sampling": {"molecules": 40, "scale": 1.0, "validity": 0.875, "uniqueness": 0.5},
+}
+
+
+def benchmark_json() -> dict:
+    """A results.json in the harness's layout (BenchmarkResults.to_dict()), with made-up test values."""
+    summary = []
+    for featurizer, rmse in (("ecfp4", 1.25), ("cmim", 1.125)):
+        summary.append(
+            {
+                "task": "esol",
+                "featurizer": featurizer,
+                "probe": "svm",
+                "metric": "rmse",
+                "mean": rmse,
+                "std": 0.0625,
+                "n": 3,
+            }
+        )
+    return {
+        "config": {
+            "featurizers": {"ecfp4": "ecfp4", "cmim": "runs/cmim"},
+            "tasks": ["esol"],
+            "split": "scaffold",
+            "seeds": [0, 1, 2],
+            "probes": ["svm"],
+            "fractions": [0.8, 0.1, 0.1],
+        },
+        "tasks": {"esol": {"task_type": "regression", "n_valid": 1128, "n_invalid": 0, "label_names": ["y"]}},
+        "featurizers": {},
+        "folds": [],
+        "summary": summary,
+        "files": {},
+    }
+
+
+def numbers(text: str) -> set[str]:
+    """Decimal numbers in a text (to check that no number is invented)."""
+    return set(re.findall(r"\d+\.\d+", text))
+
+
+def test_card_without_results_says_not_measured() -> None:
+    card = render_model_card(model_name="cmim-test")
+    text = str(card)
+    assert text.count(UNMEASURED) == 3  # reconstruction, sampling, downstream
+    assert card.data.eval_results is None and "model-index" not in text
+    assert "# cmim-test" in text and "## Intended use" in text and "## Limitations" in text
+    assert "## Training data\n\nnot recorded yet" in text
+    assert numbers(text.split("## Citation")[0]) == set(), "no number without a measurement"
+
+
+def test_card_with_results_and_benchmark_path(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(benchmark_json()))
+    card = render_model_card(
+        {**RESULTS, "benchmark": str(path)},
+        model_name="cmim-test",
+        repo_id="someone/cmim-test",
+        config=tiny_config().to_dict(),
+        parameters=12345,
+        license="apache-2.0",
+    )
+    text = str(card)
+    assert UNMEASURED not in text
+    assert "| exact_match | 0.6250 |" in text and "| validity | 0.8750 |" in text
+    assert "MOSES test" in text and "| hidden size | 32 |" in text and "12,345" in text
+    assert "| svm | rmse | 1.250 ± 0.062 | 1.125 ± 0.062 |" in text  # the harness's own table format
+    assert 'model="someone/cmim-test"' in text and "# cmim-test" in text
+
+    reloaded = ModelCard(text)  # the YAML metadata parses, as the Hub would parse it
+    assert reloaded.data.license == "apache-2.0" and reloaded.data.datasets == ["MOSES train"]
+    entries = {(e.task_type, e.metric_type): e.metric_value for e in reloaded.data.eval_results}
+    assert entries == {
+        ("text2text-generation", "exact_match"): 0.625,
+        ("text2text-generation", "token_accuracy"): 0.9375,
+        ("text-generation", "validity"): 0.875,
+        ("text-generation", "uniqueness"): 0.5,
+        ("tabular-regression", "rmse"): 1.125,  # the model's own column only, not the baseline
+    }
+
+
+def test_partial_results_and_bad_inputs(tmp_path: Path) -> None:
+    text = str(render_model_card({"sampling": {"molecules": 10, "validity": 0.5}}))
+    assert text.count(UNMEASURED) == 2 and "| validity | 0.5000 |" in text
+    with pytest.raises(FileNotFoundError, match="benchmark results"):
+        render_model_card({"benchmark": tmp_path / "missing.json"})
+    with pytest.raises(FileNotFoundError, match="template"):
+        render_model_card(template_path=tmp_path / "missing.md")
+    benchmark = benchmark_json()
+    benchmark["config"]["featurizers"]["other"] = "x"  # two candidate columns: name the model's
+    card = render_model_card({"benchmark": benchmark, "benchmark_featurizer": "cmim"})
+    assert [e.metric_value for e in card.data.eval_results] == [1.125]
+    with pytest.raises(ValueError, match="not in the benchmark"):
+        render_model_card({"benchmark": benchmark, "benchmark_featurizer": "nope"})
+    path = write_model_card(tmp_path / "card", RESULTS, model_name="x")
+    assert path.name == "README.md" and "| exact_match | 0.6250 |" in path.read_text()
+
+
+HUB_USER_CHECK = """
+import torch
+from transformers import AutoModel, pipeline
+folder = sys.argv[2]
+model = AutoModel.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32).eval()
+assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+extractor = pipeline("feature-extraction", model=folder, trust_remote_code=True, dtype=torch.float32)
+vectors = extractor(json.loads(sys.argv[3]))
+print(json.dumps({"model": type(model).__name__, "vectors": [list(map(float, v)) for v in vectors]}))
+"""
+
+
+def test_hub_folder_loads_without_cmim_hf(tokenizer, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = CMIMForConditionalGeneration(tiny_config()).eval()
+    folder = save_for_hub(model, tokenizer, tmp_path / "hub", RESULTS, model_name="cmim-tiny")
+    assert (folder / "model.safetensors").is_file() and not list(folder.glob("*.bin"))
+    assert "| exact_match | 0.6250 |" in (folder / "README.md").read_text()
+
+    stdout = run_without_cmim_hf(HUB_USER_CHECK, [str(folder), json.dumps(SMILES[:3])], tmp_path)
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["model"] == "CMIMModel"
+    batch = tokenizer(SMILES[:3], padding=True, return_tensors="pt")
+    expected = compute_embeddings(model, batch["input_ids"], batch["attention_mask"])
+    assert torch.allclose(torch.tensor(result["vectors"]), expected, atol=1e-5)
+
+    (folder / "pooling.py").unlink()
+    with pytest.raises(CheckpointError, match="pooling.py is missing"):
+        check_hub_folder(folder)
+
+
+def test_trainer_card_uses_the_runs_measurements(tokenizer, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    args = CMIMTrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        max_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        latent_warmup_steps=0,
+    )
+    trainer = CMIMTrainer(
+        model=CMIMForConditionalGeneration(tiny_config()),
+        args=args,
+        train_dataset=Dataset.from_dict({"smiles": SMILES}),
+        eval_dataset=Dataset.from_dict({"smiles": SMILES[:4]}),
+        data_collator=CMIMDataCollator(tokenizer),
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    path = create_cmim_model_card(trainer, results={"sampling": {"validity": 0.25}}, license="mit")
+    text = path.read_text()
+    assert path == tmp_path / "out" / "README.md"
+    assert f"| exact_match | {metrics['eval_exact_match']:.4f} |" in text
+    assert f"| token_accuracy | {metrics['eval_token_accuracy']:.4f} |" in text
+    assert "molecules: 4" in text and "| objective | cmim |" in text and "| molecules | 7 |" in text
+    assert "| validity | 0.2500 |" in text and text.count(UNMEASURED) == 1  # only downstream
+    assert ModelCard(text).data.license == "mit"
