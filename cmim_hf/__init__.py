@@ -1,15 +1,23 @@
 """cmim_hf: contrastive Mutual Information Machine (cMIM) for molecules on HuggingFace Transformers."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
 
 from .configuration_cmim import CMIMConfig
 from .modeling_cmim import (
     CMIMEncoderOutput,
     CMIMForConditionalGeneration,
+    CMIMForSequenceClassification,
     CMIMModel,
     CMIMModelOutput,
     CMIMPreTrainedModel,
     CMIMSeq2SeqLMOutput,
+    CMIMSequenceClassifierOutput,
     prepare_decoder_inputs,
 )
 from .pipelines import (
@@ -26,10 +34,12 @@ __version__ = "0.1.0"
 AutoConfig.register(CMIMConfig.model_type, CMIMConfig, exist_ok=True)
 AutoModel.register(CMIMConfig, CMIMModel, exist_ok=True)
 AutoModelForSeq2SeqLM.register(CMIMConfig, CMIMForConditionalGeneration, exist_ok=True)
+AutoModelForSequenceClassification.register(CMIMConfig, CMIMForSequenceClassification, exist_ok=True)
 AutoTokenizer.register(CMIMConfig, tokenizer_class=CMIMTokenizer, exist_ok=True)
 CMIMConfig.register_for_auto_class()
 CMIMModel.register_for_auto_class("AutoModel")
 CMIMForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+CMIMForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 CMIMTokenizer.register_for_auto_class("AutoTokenizer")
 register_pipelines()
 
@@ -55,10 +65,12 @@ __all__ = [
     "CMIMConfig",
     "CMIMEncoderOutput",
     "CMIMForConditionalGeneration",
+    "CMIMForSequenceClassification",
     "CMIMModel",
     "CMIMModelOutput",
     "CMIMPreTrainedModel",
     "CMIMSeq2SeqLMOutput",
+    "CMIMSequenceClassifierOutput",
     "CMIMTokenizer",
     "prepare_decoder_inputs",
 ]

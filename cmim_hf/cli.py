@@ -3,6 +3,7 @@
     cmim embed IN.csv --smiles-col smiles -o OUT.parquet    informative embeddings of every row
     cmim pretrain --train-file CORPUS --output-dir DIR      pre-train cMIM / MIM / InfoNCE / AE
     cmim benchmark --model ecfp4 --tasks esol --out DIR     MoleculeNet probes, reports, plots
+    cmim finetune --model DIR --tasks esol --out DIR        fine-tune with a property head
     cmim sample -n 100 -o samples.csv                       molecules from the prior / near seeds
     cmim reconstruct in.csv -o out.csv                      encode and decode back, with metrics
     cmim optimize --seeds in.csv --score qed -o best.csv    latent-space property optimisation
@@ -47,6 +48,13 @@ def _benchmark(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace]
     return run_benchmark_command
 
 
+def _finetune(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    from .finetune import add_finetune_arguments, run_finetune_command
+
+    add_finetune_arguments(parser)
+    return run_finetune_command
+
+
 def _generation_command(
     name: str,
 ) -> Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]:
@@ -68,6 +76,7 @@ SUBCOMMANDS: dict[
     ),
     "pretrain": ("pre-train a cMIM model on a SMILES corpus", _pretrain),
     "benchmark": ("evaluate featurizers on MoleculeNet or your CSV with probe models", _benchmark),
+    "finetune": ("fine-tune a cMIM checkpoint on MoleculeNet or your CSV (stock Trainer)", _finetune),
     "sample": (
         "generate molecules from the prior or around seed molecules (CSV/JSON)",
         _generation_command("sample"),

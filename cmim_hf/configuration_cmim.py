@@ -5,6 +5,7 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 
 POSTERIOR_KINDS = ("learned", "sampled")
+CLASSIFIER_FEATURES = ("informative", "latent")
 ACTIVATIONS = ("gelu", "relu", "silu")
 
 
@@ -32,6 +33,9 @@ class CMIMConfig(PreTrainedConfig):
             in training, ``logvar_min`` at inference).
         logvar_min: floor of the posterior log-variance (NVIDIA's -6).
         layer_norm_eps / init_std: LayerNorm epsilon and std of the normal weight init.
+        classifier_features: features of [`CMIMForSequenceClassification`]: ``"informative"``
+            (mu and the mean-pooled last decoder layer) or ``"latent"`` (mu).
+        classifier_dropout: dropout of the classification head (``dropout`` when None).
 
     Example:
 
@@ -67,6 +71,8 @@ class CMIMConfig(PreTrainedConfig):
     logvar_min: float = -6.0
     layer_norm_eps: float = 1e-5
     init_std: float = 0.02
+    classifier_features: str = "informative"
+    classifier_dropout: float | None = None
     use_cache: bool = True
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
@@ -111,6 +117,14 @@ class CMIMConfig(PreTrainedConfig):
                 raise ValueError(f"CMIMConfig.{name} must be in [0, 1), got {value!r}")
         if self.posterior not in POSTERIOR_KINDS:
             raise ValueError(f"CMIMConfig.posterior must be one of {POSTERIOR_KINDS}, got {self.posterior!r}")
+        if self.classifier_features not in CLASSIFIER_FEATURES:
+            raise ValueError(
+                f"CMIMConfig.classifier_features must be one of {CLASSIFIER_FEATURES}, got {self.classifier_features!r}"
+            )
+        if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
+            raise ValueError(
+                f"CMIMConfig.classifier_dropout must be in [0, 1), got {self.classifier_dropout!r}"
+            )
         if self.activation_function not in ACTIVATIONS:
             raise ValueError(
                 f"CMIMConfig.activation_function must be one of {ACTIVATIONS}, got {self.activation_function!r}"

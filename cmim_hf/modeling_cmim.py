@@ -2,7 +2,8 @@
 causal transformer decoder cross-attending to the latent code.
 
 Read top to bottom: helpers -> attention -> layers -> encoder (incl. bottleneck and posterior) ->
-decoder -> PreTrainedModel base -> CMIMModel -> CMIMForConditionalGeneration.
+decoder -> PreTrainedModel base -> CMIMModel -> CMIMForConditionalGeneration ->
+CMIMForSequenceClassification.
 
 Shapes: B batch, T tokens, H hidden size, K latents, L latent size, V vocabulary.
 The model computes only the reconstruction loss; the A-MIM and contrastive terms live in
@@ -25,6 +26,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_cmim import CMIMConfig
+from .pooling import flatten_latent, masked_mean, right_align
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -482,6 +484,7 @@ REMOTE_CODE_AUTO_MAP = {
     "AutoConfig": "configuration_cmim.CMIMConfig",
     "AutoModel": "modeling_cmim.CMIMModel",
     "AutoModelForSeq2SeqLM": "modeling_cmim.CMIMForConditionalGeneration",
+    "AutoModelForSequenceClassification": "modeling_cmim.CMIMForSequenceClassification",
 }
 
 
@@ -720,6 +723,189 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
         )
 
 
+# ---------------------------------------------------------------------------------------------
+# Sequence classification and regression
+# ---------------------------------------------------------------------------------------------
+
+
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+@dataclass
+class CMIMSequenceClassifierOutput(ModelOutput):
+    """Output of [`CMIMForSequenceClassification`].
+
+    loss: scalar, mean over the present labels (NaN / -100 entries left out), when labels are given.
+    logits: (B, num_labels) regression values, class logits or per-label logits.
+    features: (B, D) what the head reads: mu flattened (D = K*L) for ``"latent"``, mu then the pooled
+        decoder states (D = K*L + H) for ``"informative"``.
+    z_mean: (B, K, L) posterior mean.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    z_mean: torch.Tensor | None = None
+
+
+def sequence_classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor, problem_type: str
+) -> torch.Tensor:
+    """Loss of a classification / regression head, averaged over the present labels only.
+
+    Args:
+        logits: (B, C) head outputs.
+        labels: regression and multi-label: (B, C) or (B,) when C == 1, float, NaN = missing;
+            single-label: (B,) class ids (-100 = missing) or floats (NaN = missing).
+        problem_type: one of :data:`PROBLEM_TYPES`.
+    Returns:
+        scalar float32: MSE, cross-entropy or binary cross-entropy summed over the present labels
+        and divided by their number (0 when none is present, still attached to the graph).
+    """
+    logits = logits.float()
+    if problem_type == "single_label_classification":
+        targets = labels.reshape(-1)  # (B,)
+        if targets.is_floating_point():
+            targets = targets.nan_to_num(nan=-100.0).long()
+        losses = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets, ignore_index=-100, reduction="none"
+        )  # (B,)
+        present = targets != -100
+    elif problem_type in ("regression", "multi_label_classification"):
+        targets = labels.reshape(logits.shape).float()  # (B, C)
+        present = ~torch.isnan(targets)
+        targets = targets.nan_to_num(nan=0.0)
+        if problem_type == "regression":
+            losses = (logits - targets) ** 2
+        else:
+            losses = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    else:
+        raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
+    return (losses * present).sum() / present.sum().clamp(min=1)
+
+
+class CMIMClassificationHead(nn.Module):
+    """(B, D) molecule features -> (B, num_labels): LayerNorm -> dropout -> Linear(D, H) ->
+    activation -> dropout -> Linear(H, num_labels). The LayerNorm puts mu and the pooled decoder
+    states on one scale, as the frozen-embedding probes standardise their features."""
+
+    def __init__(self, config: CMIMConfig, in_features: int):
+        super().__init__()
+        dropout = config.classifier_dropout
+        self.norm = nn.LayerNorm(in_features, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout if dropout is None else dropout)
+        self.dense = nn.Linear(in_features, config.hidden_size)
+        self.activation = ACT2FN[config.activation_function]
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        hidden = self.activation(self.dense(self.dropout(self.norm(features))))  # (B, H)
+        return self.out_proj(self.dropout(hidden))  # (B, num_labels)
+
+
+class CMIMForSequenceClassification(CMIMPreTrainedModel):
+    """cMIM with a classification / regression head on a molecule-level feature vector.
+
+    Follows the Transformers convention: ``config.num_labels`` outputs and ``config.problem_type``
+    ``"regression"`` (MSE), ``"single_label_classification"`` (cross-entropy over
+    ``num_labels`` classes) or ``"multi_label_classification"`` (one binary cross-entropy per label);
+    when unset it is inferred from the first labels seen (1 label: regression; integer labels:
+    single-label; else multi-label). Missing labels (NaN, or -100 for class ids) are left out of the
+    loss, not imputed, so multi-task data such as Tox21 trains as is.
+
+    The head reads ``config.classifier_features``:
+    - ``"informative"`` (default): mu flattened, then the decoder states pooled (mean over the real
+      positions of the last layer) while the decoder reads ``[<bos>] + x`` from z = mu: the
+      informative embedding of :func:`cmim_hf.pipelines.compute_embeddings`. The decoder reads mu in
+      training too, so the features are deterministic up to dropout.
+    - ``"latent"``: mu flattened (the encoder only; the decoder's weights stay unused).
+    ``config.classifier_dropout`` is the head's dropout (``config.dropout`` when unset). Both are
+    read with defaults, so any cMIM checkpoint loads with a freshly initialised head:
+
+    ```python
+    >>> from cmim_hf import CMIMForSequenceClassification
+    >>> model = CMIMForSequenceClassification.from_pretrained(
+    ...     "path/to/cmim", num_labels=12, problem_type="multi_label_classification"
+    ... )
+    ```
+    """
+
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\."]
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__(config)
+        self.classifier_features = config.classifier_features  # validated by CMIMConfig
+        if config.problem_type is not None and config.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {config.problem_type!r}")
+        self.num_labels = config.num_labels
+        self.model = CMIMModel(config)
+        latent_features = config.num_latents * config.latent_size
+        informative = self.classifier_features == "informative"
+        self.classifier = CMIMClassificationHead(
+            config, latent_features + (config.hidden_size if informative else 0)
+        )
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.set_input_embeddings(value)
+
+    def molecule_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) token ids (left or right padded) -> features (B, D) and z_mean (B, K, L)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        input_ids, attention_mask = right_align(input_ids, attention_mask, self.config.pad_token_id)
+        encoded = self.model.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        z_mean = encoded.z_mean  # (B, K, L)
+        latent = flatten_latent(z_mean).to(z_mean.dtype)  # (B, K*L)
+        if self.classifier_features == "latent":
+            return latent, z_mean
+        decoded = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_outputs=CMIMEncoderOutput(last_hidden_state=z_mean),
+            use_cache=False,
+        )
+        pooled = masked_mean(decoded.last_hidden_state, decoded.decoder_attention_mask)  # (B, H)
+        return torch.cat([latent, pooled.to(latent.dtype)], dim=-1), z_mean  # (B, K*L + H)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> CMIMSequenceClassifierOutput:
+        """input_ids/attention_mask (B, T); labels (B, num_labels) or (B,) -> CMIMSequenceClassifierOutput.
+
+        ``output_attentions``, ``output_hidden_states`` and ``return_dict`` are accepted because
+        ``peft`` passes them, and ignored; ``inputs_embeds`` is not supported (cMIM reads token ids).
+        """
+        if inputs_embeds is not None or input_ids is None:
+            raise ValueError("CMIMForSequenceClassification reads input_ids (inputs_embeds is not supported)")
+        features, z_mean = self.molecule_features(input_ids, attention_mask)
+        logits = self.classifier(features)  # (B, num_labels)
+
+        loss = None
+        if labels is not None:
+            if self.config.problem_type is None:
+                if self.num_labels == 1:
+                    self.config.problem_type = "regression"
+                elif not labels.is_floating_point():
+                    self.config.problem_type = "single_label_classification"
+                else:
+                    self.config.problem_type = "multi_label_classification"
+            loss = sequence_classification_loss(logits, labels.to(logits.device), self.config.problem_type)
+        return CMIMSequenceClassifierOutput(loss=loss, logits=logits, features=features, z_mean=z_mean)
+
+
 def reconstruction_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-sequence mean token cross-entropy: logits (B, S, V), labels (B, S) with -100 ignored -> (B,).
 
@@ -739,6 +925,9 @@ __all__ = [
     "CMIMModel",
     "CMIMModelOutput",
     "CMIMPreTrainedModel",
+    "CMIMForSequenceClassification",
     "CMIMSeq2SeqLMOutput",
+    "CMIMSequenceClassifierOutput",
     "prepare_decoder_inputs",
+    "sequence_classification_loss",
 ]

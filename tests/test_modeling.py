@@ -336,3 +336,16 @@ def test_trust_remote_code_load_without_cmim_hf(tiny_model, tokenizer, tmp_path:
     assert torch.allclose(torch.tensor(result["z_mean"]), expected_z, atol=1e-6)
     assert result["generated"] == expected_ids.tolist()
     assert result["base"] == "CMIMModel"
+
+
+def test_model_loss_agrees_with_losses_module(tiny_model, tokenizer) -> None:
+    """modeling_cmim keeps its own copy of the per-sequence CE (remote code must be self-contained)."""
+    from cmim_hf.losses import sequence_cross_entropy
+    from cmim_hf.modeling_cmim import reconstruction_cross_entropy
+
+    batch = tokenizer(SMILES, padding=True, return_tensors="pt")
+    logits = tiny_model(**batch).logits
+    _, _, labels = prepare_decoder_inputs(batch["input_ids"], batch["attention_mask"], 1, 0)
+    assert torch.allclose(
+        reconstruction_cross_entropy(logits, labels), sequence_cross_entropy(logits, labels)
+    )
