@@ -1,13 +1,17 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="cmim_hf",
     version="0.1.0",
     description="contrastive Mutual Information Machine (cMIM) for molecules, as a HuggingFace Transformers extension",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["cmim_hf", "cmim_hf.*"]),
-    package_data={"cmim_hf": ["*.json", "data/**/*", "pretrained/**/*", "templates/*", "evaluation/metrics/**/*"]},
+    package_data={
+        "cmim_hf": ["*.json", "data/**/*", "pretrained/**/*", "templates/*", "evaluation/metrics/**/*"]
+    },
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=[

@@ -305,8 +305,28 @@ def test_harness_end_to_end_with_a_tiny_random_cmim_checkpoint(tmp_path: Path) -
     out = tmp_path / "report"
     parser = argparse.ArgumentParser()
     add_benchmark_arguments(parser)
-    argv = ["--model", "ecfp4", "--model", str(checkpoint), "--embedding", "informative", "--embedding", "latent"]
-    argv += ["--tasks", "esol", "--seeds", "1", "--probe", "ridge", "--max-molecules", "120", "--out", str(out)]
+    argv = [
+        "--model",
+        "ecfp4",
+        "--model",
+        str(checkpoint),
+        "--embedding",
+        "informative",
+        "--embedding",
+        "latent",
+    ]
+    argv += [
+        "--tasks",
+        "esol",
+        "--seeds",
+        "1",
+        "--probe",
+        "ridge",
+        "--max-molecules",
+        "120",
+        "--out",
+        str(out),
+    ]
     argv += ["--no-progress"]
     assert run_benchmark_command(parser.parse_args(argv)) == 0
 
