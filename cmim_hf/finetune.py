@@ -6,7 +6,7 @@ MoleculeNet task or a user CSV/Parquet file under the benchmark harness's protoc
 results sit beside the frozen-embedding rows of ``cmim benchmark``:
 
 1. Invalid SMILES are reported and dropped exactly as in the harness
-   (:func:`cmim_hf.evaluation.benchmark._prepare_task`), and the valid molecules are split with
+   (:func:`cmim_hf.evaluation.benchmark.prepare_task`), and the valid molecules are split with
    the harness's splits (:func:`cmim_hf.data.make_split`: same seeds, same parts). Molecules longer
    than the model's ``max_position_embeddings`` are then left out of their part and listed under
    ``too_long_rows``.
@@ -63,8 +63,14 @@ from cmim_hf.data import (
     make_split,
     scaffold_keys,
 )
-from cmim_hf.evaluation.benchmark import BenchmarkResults, _prepare_task, _seed_list, _skip_reason
-from cmim_hf.evaluation.cli import _tasks
+from cmim_hf.evaluation.benchmark import (
+    BenchmarkResults,
+    as_seed_list,
+    fold_record,
+    prepare_task,
+    skip_reason,
+)
+from cmim_hf.evaluation.cli import tasks_from_args
 from cmim_hf.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metric
 from cmim_hf.evaluation.reports import markdown_report, plot_parity, summarize, write_json
 from cmim_hf.modeling_cmim import CMIMForSequenceClassification
@@ -259,25 +265,14 @@ def _score_test(
         present = ~np.isnan(task.labels[test_rows, t])
         y_test = task.labels[test_rows[present], t]
         y_pool = task.labels[pool_rows, t]
-        reason = _skip_reason(task.task_type, y_pool[~np.isnan(y_pool)], y_test)
+        reason = skip_reason(task.task_type, y_pool[~np.isnan(y_pool)], y_test)
         if reason:
             skipped[name] = reason
             continue
         y_pred = _label_scores(logits, problem_type, t)[present]
         per_label[name] = {m: compute_metric(m, y_pred, y_test) for m in metric_names}
         predictions[t] = (y_test, y_pred)
-    metrics = {
-        m: float(np.mean([v[m] for v in per_label.values()])) if per_label else float("nan")
-        for m in metric_names
-    }
-    record = {
-        "metrics": metrics,
-        "n_labels_scored": len(per_label),
-        "per_label": per_label,
-        "best_params": {},
-        "cv_score": {},
-        "skipped": skipped,
-    }
+    record = fold_record(per_label, metric_names, skipped)
     return record, predictions
 
 
@@ -432,14 +427,14 @@ def finetune(
         DataError: bad split, seeds, settings, task or checkpoint.
     """
     settings = settings or FinetuneSettings()
-    seed_list = _seed_list(seeds)
+    seed_list = as_seed_list(seeds)
     if split not in SPLIT_KINDS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_KINDS)}")
     if save_models and out_dir is None:
         raise DataError("save_models needs out_dir")
     tokenizer = _load_tokenizer(model_name_or_path)
     max_length = int(AutoConfig.from_pretrained(model_name_or_path).max_position_embeddings)
-    prepared = [_prepare_task(task, max_molecules, data_dir) for task in tasks]
+    prepared = [prepare_task(task, max_molecules, data_dir) for task in tasks]
     featurizer = f"{Path(str(model_name_or_path)).name}[{settings.classifier_features}]"
     config = {
         "featurizers": {
@@ -666,7 +661,7 @@ def run_finetune_command(args: argparse.Namespace) -> int:
         compared = [load_results(path) for path in args.compare or []]
         results = finetune(
             args.model,
-            _tasks(args),
+            tasks_from_args(args),
             split=args.split,
             seeds=args.seeds,
             settings=settings,

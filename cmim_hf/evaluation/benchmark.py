@@ -90,7 +90,7 @@ def _metric_names(task_type: str) -> tuple[str, ...]:
     return REGRESSION_METRICS if task_type == "regression" else CLASSIFICATION_METRICS
 
 
-def _skip_reason(task_type: str, y_pool: np.ndarray, y_test: np.ndarray) -> str | None:
+def skip_reason(task_type: str, y_pool: np.ndarray, y_test: np.ndarray) -> str | None:
     """Why a label cannot be scored in this fold, or None."""
     if len(y_test) == 0 or len(y_pool) == 0:
         return "no labelled molecules in the pool or test part"
@@ -143,7 +143,7 @@ def evaluate_fold(
         pool_t = pool[~np.isnan(labels[pool, t])]
         test_t = split.test[~np.isnan(labels[split.test, t])]
         y_pool, y_test = labels[pool_t, t], labels[test_t, t]
-        reason = _skip_reason(task_type, y_pool, y_test)
+        reason = skip_reason(task_type, y_pool, y_test)
         if reason:
             skipped[names[t]] = reason
             continue
@@ -164,22 +164,32 @@ def evaluate_fold(
         best_params[names[t]] = fit.best_params
         cv_scores[names[t]] = fit.cv_score
         predictions[t] = (y_test, y_pred)
+    return fold_record(per_label, metric_names, skipped, best_params, cv_scores), predictions
+
+
+def fold_record(
+    per_label: dict[str, dict[str, float]],
+    metric_names: Sequence[str],
+    skipped: dict[str, str],
+    best_params: dict[str, Any] | None = None,
+    cv_scores: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """One fold's JSON record: each metric averaged over the scored labels (NaN when none was)."""
     metrics = {
         m: float(np.mean([v[m] for v in per_label.values()])) if per_label else float("nan")
         for m in metric_names
     }
-    record = {
+    return {
         "metrics": metrics,
         "n_labels_scored": len(per_label),
         "per_label": per_label,
-        "best_params": best_params,
-        "cv_score": cv_scores,
+        "best_params": best_params or {},
+        "cv_score": cv_scores or {},
         "skipped": skipped,
     }
-    return record, predictions
 
 
-def _prepare_task(
+def prepare_task(
     task: str | MoleculeTask, max_molecules: int | None, data_dir: str | Path | None
 ) -> tuple[MoleculeTask, list[dict[str, Any]]]:
     """Load (and optionally subsample) a task; drop invalid SMILES and report them by file row."""
@@ -200,7 +210,7 @@ def _describe(spec: str | Featurizer) -> str:
     return getattr(spec, "__qualname__", None) or repr(spec)
 
 
-def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+def as_seed_list(seeds: int | Sequence[int]) -> list[int]:
     if isinstance(seeds, int):
         if seeds < 1:
             raise DataError(f"seeds must be >= 1, got {seeds}")
@@ -288,10 +298,10 @@ def run_benchmark(
         DataError, ProbeError, FeaturizerError: bad configuration (before any work is done).
         FeaturizerRuntimeError: a featurizer fails or returns a wrongly shaped array.
     """
-    seed_list = _seed_list(seeds)
+    seed_list = as_seed_list(seeds)
     _check_config(split, probes, featurizers)
     resolved = {name: resolve_featurizer(spec) for name, spec in featurizers.items()}
-    prepared = [_prepare_task(task, max_molecules, data_dir) for task in tasks]
+    prepared = [prepare_task(task, max_molecules, data_dir) for task in tasks]
     config = {
         "featurizers": {name: _describe(spec) for name, spec in featurizers.items()},
         "tasks": [t.name for t, _ in prepared],

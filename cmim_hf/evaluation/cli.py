@@ -93,7 +93,7 @@ def _featurizers(models: list[str], embeddings: list[str], batch_size: int) -> d
     return featurizers
 
 
-def _tasks(args: argparse.Namespace) -> list[str | MoleculeTask]:
+def tasks_from_args(args: argparse.Namespace) -> list[str | MoleculeTask]:
     """Built-in task names plus the optional --csv task."""
     csv_options = args.label_col or args.task or args.task_name
     if args.csv is None:
@@ -116,7 +116,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         )
         results = run_benchmark(
             featurizers,
-            _tasks(args),
+            tasks_from_args(args),
             split=args.split,
             seeds=args.seeds,
             probes=_comma_list(args.probe) or ["svm"],
