@@ -71,7 +71,9 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument(
         "--data-dir", type=Path, help="folder of the MoleculeNet files (default: shipped copy)"
     )
-    parser.add_argument("--n-jobs", type=int, default=1, help="parallel jobs for inner CV / random forest")
+    parser.add_argument(
+        "--n-jobs", type=int, default=-1, help="parallel jobs for inner CV / random forest (-1: all cores)"
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
