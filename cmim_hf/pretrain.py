@@ -78,24 +78,21 @@ def tokenize_corpus(
     max_length = tokenizer.model_max_length
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
+        molecules = [(smiles or "").strip() for smiles in batch["smiles"]]
+        # one tokenizer call per batch; one token past the limit reveals over-long molecules
+        encoded = tokenizer(molecules, truncation=True, max_length=max_length + 1)["input_ids"]
         ids, reasons = [], []
-        for smiles in batch["smiles"]:
-            smiles = (smiles or "").strip()
+        for smiles, tokens in zip(molecules, encoded):
             reason = ""
             try:
                 parse_smiles(smiles)
             except InvalidSmilesError as error:
                 reason = str(error)
-            if not reason and (unknown := tokenizer.unknown_tokens(smiles)):
-                reason = f"tokens outside the vocabulary: {' '.join(sorted(set(unknown)))}"
-            encoded = (
-                tokenizer(smiles, truncation=True, max_length=max_length + 1)["input_ids"]
-                if not reason
-                else []
-            )
-            if not reason and len(encoded) > max_length:
+            if not reason and tokenizer.unk_token_id in tokens:
+                reason = f"tokens outside the vocabulary: {' '.join(sorted(set(tokenizer.unknown_tokens(smiles))))}"
+            if not reason and len(tokens) > max_length:
                 reason = f"longer than model_max_length={max_length} tokens"
-            ids.append([] if reason else encoded)
+            ids.append([] if reason else tokens)
             reasons.append(reason)
         return {"input_ids": ids, "skip_reason": reasons}
 

@@ -123,8 +123,8 @@ class CMIMTrainer(Trainer):
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, CMIMTrainingArguments):
             raise TypeError("CMIMTrainer needs CMIMTrainingArguments")
-        self._component_sums: dict[str, torch.Tensor] = {}
-        self._component_count = torch.zeros((), dtype=torch.float64)
+        # running per-component sums and the molecule count, kept on the device (no sync per step)
+        self._component_totals: torch.Tensor | None = None
 
     # --- loss ------------------------------------------------------------------------------------
 
@@ -192,23 +192,23 @@ class CMIMTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _accumulate_components(self, losses: dict[str, torch.Tensor]) -> None:
-        for name in LOSS_COMPONENTS:
-            value = losses[name].detach().double().sum().cpu()
-            self._component_sums[name] = self._component_sums.get(name, 0.0) + value
-        self._component_count += len(losses["total"])
+        total = losses["total"].detach()
+        step = torch.stack(
+            [losses[name].detach().sum() for name in LOSS_COMPONENTS] + [total.new_tensor(len(total))]
+        )
+        step = step.double()
+        self._component_totals = step if self._component_totals is None else self._component_totals + step
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add the step-averaged loss components to the training logs."""
-        if "loss" in logs and self._component_count > 0:
-            sums = torch.stack([torch.as_tensor(self._component_sums[n]) for n in LOSS_COMPONENTS])
-            totals = torch.cat([sums, self._component_count.reshape(1)]).to(self.args.device)
+        if "loss" in logs and self._component_totals is not None:
+            totals = self._component_totals
             if self.args.world_size > 1:
                 totals = self.accelerator.reduce(totals, reduction="sum")
             for name, value in zip(LOSS_COMPONENTS, (totals[:-1] / totals[-1]).tolist()):
                 logs[f"loss/{name}"] = value
             logs["latent_weight"] = self.latent_weight_now()
-            self._component_sums = {}
-            self._component_count = torch.zeros((), dtype=torch.float64)
+            self._component_totals = None
         super().log(logs, start_time)
 
     def create_model_card(self, **kwargs) -> None:
