@@ -12,6 +12,10 @@ says "not measured yet". The ``model-index`` metadata lists the same numbers. Th
         "sampling": {"molecules": 1000, "scale": 1.0, "validity": 0.93, "uniqueness": 0.99, "novelty": 0.97},
         "benchmark": BenchmarkResults.to_dict() or the path of its results.json,
         "benchmark_featurizer": "cmim",   # the benchmark column that is this model (for model-index)
+        "comparison": {"benchmarks": {"random": merged results dict, ...}, "featurizers": [...],
+                       "probes": ["svm", ...], "claims": [...]},  # replaces the harness tables
+        "reproduce": "python benchmarks/paper_comparison.py ...",  # the command behind the numbers
+        "limitations": ["what limits this checkpoint", ...],  # listed before the generic ones
     }
 
 :func:`save_for_hub` writes the complete folder (safetensors weights, config, tokenizer, the
@@ -155,6 +159,25 @@ def _downstream_section(benchmark: Mapping[str, Any] | None) -> str:
     return "\n".join("####" + line[2:] if line.startswith("## ") else line for line in lines).strip()
 
 
+def _comparison_section(comparison: Mapping[str, Any]) -> str:
+    """Headline tables (one per probe) of a multi-model comparison, and its checked claims."""
+    from .evaluation.comparison import claims_table, headline_table
+
+    benchmarks = comparison["benchmarks"]
+    config = next(iter(benchmarks.values()))["config"]
+    parts = [
+        f"Frozen embeddings, probes with {config['model_selection']}. Each cell: mean ± std (ddof=0) "
+        "over the seeds of the test-part metric "
+        + "; ".join(f"{split} split seeds {b['config']['seeds']}" for split, b in benchmarks.items())
+        + ". Bold: best in the column."
+    ]
+    for probe in comparison["probes"]:
+        parts += [f"#### {probe.upper()} probe", headline_table(benchmarks, probe, comparison["featurizers"])]
+    if comparison.get("claims"):
+        parts += ["#### The paper's claims, checked", claims_table(comparison["claims"])]
+    return "\n\n".join(parts)
+
+
 def _eval_results(results: Mapping[str, Any], benchmark: Mapping[str, Any] | None) -> list[EvalResult]:
     """``model-index`` entries for every measured number."""
     entries = []
@@ -256,7 +279,15 @@ def render_model_card(
         training_procedure=_key_value_table(procedure) if procedure else "not recorded yet",
         reconstruction=_metric_table(results.get("reconstruction")),
         sampling=_metric_table(results.get("sampling")),
-        downstream=_downstream_section(benchmark),
+        downstream=(
+            _comparison_section(results["comparison"])
+            if results.get("comparison")
+            else _downstream_section(benchmark)
+        ),
+        reproduce=f"Every number below was produced by:\n\n```bash\n{results['reproduce']}\n```"
+        if results.get("reproduce")
+        else "",
+        limitations="".join(f"- {item}\n" for item in results.get("limitations", ())),
     )
 
 

@@ -36,3 +36,16 @@ def run_without_cmim_hf(code: str, args: list[str], workdir: Path, timeout: floa
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout
+
+
+# Loads a Hub-ready folder (argv[2]) as a user without cmim_hf would; prints model class and vectors.
+HUB_USER_CHECK = """
+import torch
+from transformers import AutoModel, pipeline
+folder = sys.argv[2]
+model = AutoModel.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32).eval()
+assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+extractor = pipeline("feature-extraction", model=folder, trust_remote_code=True, dtype=torch.float32)
+vectors = extractor(json.loads(sys.argv[3]))
+print(json.dumps({"model": type(model).__name__, "vectors": [list(map(float, v)) for v in vectors]}))
+"""

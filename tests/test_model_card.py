@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from clean_python import run_without_cmim_hf
+from clean_python import HUB_USER_CHECK, run_without_cmim_hf
 from conftest import SMILES, tiny_config
 from datasets import Dataset
 from huggingface_hub import ModelCard
@@ -131,18 +131,6 @@ def test_partial_results_and_bad_inputs(tmp_path: Path) -> None:
     assert path.name == "README.md" and "| exact_match | 0.6250 |" in path.read_text()
 
 
-HUB_USER_CHECK = """
-import torch
-from transformers import AutoModel, pipeline
-folder = sys.argv[2]
-model = AutoModel.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32).eval()
-assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
-extractor = pipeline("feature-extraction", model=folder, trust_remote_code=True, dtype=torch.float32)
-vectors = extractor(json.loads(sys.argv[3]))
-print(json.dumps({"model": type(model).__name__, "vectors": [list(map(float, v)) for v in vectors]}))
-"""
-
-
 def test_hub_folder_loads_without_cmim_hf(tokenizer, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = CMIMForConditionalGeneration(tiny_config()).eval()
@@ -191,3 +179,26 @@ def test_trainer_card_uses_the_runs_measurements(tokenizer, tmp_path: Path) -> N
     assert "molecules: 4" in text and "| objective | cmim |" in text and "| molecules | 7 |" in text
     assert "| validity | 0.2500 |" in text and text.count(UNMEASURED) == 1  # only downstream
     assert ModelCard(text).data.license == "mit"
+
+
+def test_comparison_reproduce_and_limitations_sections() -> None:
+    benchmark = benchmark_json()
+    benchmark["config"]["model_selection"] = "3-fold inner CV"
+    claims = [
+        {"claim": "cmim beats ecfp4", "split": "scaffold", "probe": "svm", "wins": 1, "compared": 1,
+         "required": 1, "met": True}
+    ]  # fmt: skip
+    results = {
+        "comparison": {"benchmarks": {"scaffold": benchmark}, "featurizers": ["ecfp4", "cmim"],
+                       "probes": ["svm"], "claims": claims},
+        "reproduce": "python benchmarks/paper_comparison.py --max-steps 7",
+        "limitations": ["Trained for 7 steps only."],
+    }  # fmt: skip
+    text = str(render_model_card(results))
+    assert "#### SVM probe" in text and "| featurizer | esol scaffold (rmse ↓) |" in text
+    assert "| cmim | **1.125 ± 0.062** |" in text and "| ecfp4 | 1.250 ± 0.062 |" in text
+    assert "| cmim beats ecfp4 | scaffold | svm | 1 of 1 | 1 | yes |" in text
+    assert "```bash\npython benchmarks/paper_comparison.py --max-steps 7\n```" in text
+    assert "## Limitations\n\n- Trained for 7 steps only.\n- Trained on" in text
+    plain = str(render_model_card({}))
+    assert "produced by:" not in plain and "## Limitations\n\n- Trained on" in plain
