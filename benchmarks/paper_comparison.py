@@ -8,23 +8,39 @@
 3. Runs the downstream benchmark harness with one protocol for every row: ECFP4 and, for each
    model, the latent mean (mu) and the informative embedding.
 
-Everything lands in ``--out`` (``comparison_results.json`` and ``comparison.md``), which the model
-card is rendered from. Example (CPU, small model; see the README for the numbers it produced):
+Everything lands in ``--out`` (``comparison_results.json``, ``comparison.md``, one benchmark folder
+per split and row group). ``--results`` copies the two summary files next to the model card,
+``--ship`` saves the cMIM model with its card rendered from them. The shipped checkpoint and
+``model_cards/cmim-moses-small/`` were made by (2-core CPU, about 95 min of pre-training):
 
     python benchmarks/paper_comparison.py --train-file ../shared/data/pretrain/moses_train.csv.gz \
-        --eval-file ../shared/data/pretrain/moses_test.csv.gz --out runs/comparison --max-steps 20000
+        --eval-file ../shared/data/pretrain/moses_test.csv.gz --out runs/comparison --max-steps 4500 \
+        --parallel --ship cmim_hf/pretrained --results model_cards/cmim-moses-small -- \
+        --hidden-size 128 --encoder-layers 3 --decoder-layers 3 --ffn-dim 512 --num-attention-heads 4 \
+        --learning-rate 2e-3 --lr-scheduler cosine --warmup-steps 300 --max-train-samples 640000 \
+        --num-proc 1 --logging-steps 100 --save-total-limit 2
+
+Re-running it resumes: finished models and finished benchmark groups are reused.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cmim_hf.evaluation.benchmark import run_benchmark
+from cmim_hf.evaluation.comparison import claims_table, headline_table, merge_benchmark_results, paper_claims
 from cmim_hf.evaluation.featurizers import CMIMFeaturizer
+from cmim_hf.evaluation.reports import write_json
 from cmim_hf.generation import (
     fraction_unique,
     load_model_for_generation,
@@ -32,37 +48,62 @@ from cmim_hf.generation import (
     sample_neighbourhood,
     sample_prior,
 )
+from cmim_hf.model_card import save_for_hub
 from cmim_hf.pretrain import load_smiles_corpus
 from cmim_hf.pretrain import main as pretrain_main
 
 OBJECTIVES = ("cmim", "mim", "infonce")
 TASKS = ("esol", "freesolv", "lipo", "bace", "bbbp")
+GENERATION_COLUMNS = (
+    "reconstruction_exact_match",
+    "reconstruction_validity",
+    "reconstruction_mean_tanimoto",
+    "prior_validity",
+    "prior_uniqueness",
+    "neighbourhood_validity",
+)
+
+
+def _pretrain_argv(objective: str, args: argparse.Namespace) -> list[str]:
+    """`cmim pretrain` options of one run (resumes when the run folder has a checkpoint)."""
+    run_dir = args.out / objective
+    argv = [
+        "--train-file", str(args.train_file),
+        "--output-dir", str(run_dir),
+        "--objective", objective,
+        "--max-steps", str(args.max_steps),
+        "--batch-size", str(args.batch_size),
+        "--save-steps", str(args.save_steps),
+        "--seed", str(args.seed),
+        "--eval-file", str(args.eval_file),
+        "--max-eval-samples", str(args.n_reconstruct),
+        *args.model_args,
+    ]  # fmt: skip
+    return argv + (["--resume"] if any(run_dir.glob("checkpoint-*")) else [])
 
 
 def pretrain_all(args: argparse.Namespace) -> dict[str, Path]:
-    """One pre-training run per objective (resumed when a checkpoint exists); returns final dirs."""
-    finals = {}
-    for objective in OBJECTIVES:
-        run_dir = args.out / objective
-        final = run_dir / "final"
-        if not (final / "config.json").is_file():
-            resume = ["--resume"] if any(run_dir.glob("checkpoint-*")) else []
-            argv = [
-                "--train-file", str(args.train_file),
-                "--output-dir", str(run_dir),
-                "--objective", objective,
-                "--max-steps", str(args.max_steps),
-                "--batch-size", str(args.batch_size),
-                "--save-steps", str(args.save_steps),
-                "--seed", str(args.seed),
-                *args.model_args,
-                *resume,
-            ]  # fmt: skip
-            if args.eval_file:
-                argv += ["--eval-file", str(args.eval_file), "--max-eval-samples", str(args.n_reconstruct)]
-            pretrain_main(argv)
-        finals[objective] = final
-    return finals
+    """One pre-training run per objective, skipped when finished; returns the final model folders.
+
+    With ``--parallel`` the runs go concurrently, one single-threaded process each (on a small CPU
+    model, three 1-thread processes beat three runs one after another on all threads), each
+    logging to ``<out>/<objective>.log``.
+    """
+    todo = [o for o in OBJECTIVES if not (args.out / o / "final" / "config.json").is_file()]
+    if args.parallel and todo:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        processes = {}
+        for objective in todo:
+            log = (args.out / f"{objective}.log").open("a", encoding="utf-8")
+            command = [sys.executable, "-m", "cmim_hf.cli", "pretrain", *_pretrain_argv(objective, args)]
+            processes[objective] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        failed = [o for o, process in processes.items() if process.wait() != 0]
+        if failed:
+            raise SystemExit(f"pre-training failed for {', '.join(failed)}: see {args.out}/<objective>.log")
+    else:
+        for objective in todo:
+            pretrain_main(_pretrain_argv(objective, args))
+    return {objective: args.out / objective / "final" for objective in OBJECTIVES}
 
 
 def generative_metrics(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -78,6 +119,8 @@ def generative_metrics(model_dir: Path, args: argparse.Namespace) -> dict[str, A
     return {
         "reconstruction_molecules": len(held_out),
         "reconstruction_exact_match": sum(rec.exact) / len(rec.exact),
+        "reconstruction_validity": rec.validity,
+        "reconstruction_mean_tanimoto": float(np.nanmean(rec.similarity)),
         "prior_samples": len(prior.smiles),
         "prior_validity": prior.validity,
         "prior_uniqueness": fraction_unique(prior.smiles),
@@ -87,6 +130,64 @@ def generative_metrics(model_dir: Path, args: argparse.Namespace) -> dict[str, A
     }
 
 
+def downstream(finals: dict[str, Path], split: str, seeds: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Benchmark results of every row on one split, merged from one cached harness run per model.
+
+    ECFP4 and each model run separately (``<out>/benchmark_<split>/<group>/results.json``) and a
+    finished group is reused, so an interrupted comparison only redoes what is missing.
+    """
+    groups: dict[str, dict[str, Any]] = {"ecfp4": {"ECFP4": "ecfp4"}}
+    for objective, final in finals.items():
+        groups[objective] = {
+            f"{objective} mu": CMIMFeaturizer(final, embedding="latent"),
+            f"{objective} informative": CMIMFeaturizer(final, embedding="informative"),
+        }
+    parts = []
+    for group, featurizers in groups.items():
+        out_dir = args.out / f"benchmark_{split}" / group
+        cached = out_dir / "results.json"
+        if cached.is_file():
+            parts.append(json.loads(cached.read_text(encoding="utf-8")))
+            continue
+        results = run_benchmark(
+            featurizers,
+            args.tasks.split(","),
+            split=split,
+            seeds=seeds,
+            probes=tuple(args.probes.split(",")),
+            out_dir=out_dir,
+            max_molecules=args.max_molecules,
+            n_jobs=args.n_jobs,
+            progress=False,
+        )
+        parts.append(
+            json.loads(cached.read_text(encoding="utf-8")) if cached.is_file() else results.to_dict()
+        )
+    return merge_benchmark_results(parts)
+
+
+def comparison_markdown(record: dict[str, Any]) -> str:
+    """The comparison as Markdown: generative figures, headline tables per probe, checked claims."""
+    lines = ["# cMIM vs MIM vs InfoNCE vs ECFP4 (benchmarks/paper_comparison.py)", "", "## Generation", ""]
+    lines += [
+        "| model | " + " | ".join(GENERATION_COLUMNS) + " |",
+        "|---" * (len(GENERATION_COLUMNS) + 1) + "|",
+    ]
+    for objective, metrics in record["generation"].items():
+        lines.append(f"| {objective} | " + " | ".join(f"{metrics[c]:.3f}" for c in GENERATION_COLUMNS) + " |")
+    benchmarks = record["downstream"]
+    featurizers = list(next(iter(benchmarks.values()))["config"]["featurizers"])
+    for probe in record["probes"]:
+        lines += [
+            "",
+            f"## Downstream, {probe.upper()} probe",
+            "",
+            headline_table(benchmarks, probe, featurizers),
+        ]
+    lines += ["", "## The paper's claims", "", claims_table(record["claims"]), ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -94,18 +195,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--train-file", type=Path, required=True)
     parser.add_argument("--eval-file", type=Path, required=True, help="held-out molecules (MOSES test)")
     parser.add_argument("--out", type=Path, default=Path("runs/comparison"))
-    parser.add_argument("--max-steps", type=int, default=20000)
+    parser.add_argument("--max-steps", type=int, default=4500)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--save-steps", type=int, default=500)
+    parser.add_argument("--save-steps", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parallel", action="store_true", help="pre-train the three models concurrently")
     parser.add_argument("--n-reconstruct", type=int, default=2000)
     parser.add_argument("--n-samples", type=int, default=1000)
     parser.add_argument("--radius", type=float, default=0.5)
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--splits", default="random,scaffold")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="seeds of the random split")
+    parser.add_argument(
+        "--scaffold-seeds", type=int, default=3, help="seeds of the (deterministic) scaffold split"
+    )
     parser.add_argument("--probes", default="svm,mlp")
+    parser.add_argument("--n-jobs", type=int, default=-1, help="parallel jobs of the probes' inner CV")
     parser.add_argument("--max-molecules", type=int, help="subsample each task (quick runs only)")
+    parser.add_argument(
+        "--ship",
+        type=Path,
+        help="also save the cMIM model with its model card here (e.g. cmim_hf/pretrained)",
+    )
+    parser.add_argument("--results", type=Path, help="also copy comparison_results.json/.md into this folder")
     parser.add_argument(
         "model_args", nargs="*", help="extra `cmim pretrain` options after `--`, e.g. -- --hidden-size 128"
     )
@@ -114,32 +226,84 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.time()
 
     finals = pretrain_all(args)
-    record: dict[str, Any] = {"arguments": {k: str(v) for k, v in vars(args).items()}}
+    record: dict[str, Any] = {
+        "command": " ".join(["python", "benchmarks/paper_comparison.py", *sys.argv[1:]])
+    }
+    record["arguments"] = {k: str(v) for k, v in vars(args).items()}
     record["pretraining"] = {
         objective: json.loads((args.out / objective / "pretrain_results.json").read_text())
         for objective in OBJECTIVES
     }
     record["generation"] = {objective: generative_metrics(final, args) for objective, final in finals.items()}
-
-    featurizers: dict[str, Any] = {"ECFP4": "ecfp4"}
-    for objective, final in finals.items():
-        featurizers[f"{objective} mu"] = CMIMFeaturizer(final, embedding="latent")
-        featurizers[f"{objective} informative"] = CMIMFeaturizer(final, embedding="informative")
-    record["downstream"] = {}
-    for split in args.splits.split(","):
-        results = run_benchmark(
-            featurizers,
-            args.tasks.split(","),
-            split=split,
-            seeds=args.seeds,
-            probes=tuple(args.probes.split(",")),
-            out_dir=args.out / f"benchmark_{split}",
-            max_molecules=args.max_molecules,
-        )
-        record["downstream"][split] = results.to_dict()
+    split_seeds = {"random": args.seeds, "scaffold": args.scaffold_seeds, "scaffold_random": args.seeds}
+    record["downstream"] = {
+        split: downstream(finals, split, split_seeds[split], args) for split in args.splits.split(",")
+    }
+    record["probes"] = args.probes.split(",")
+    record["claims"] = [
+        claim
+        for split, results in record["downstream"].items()
+        for probe in record["probes"]
+        for claim in paper_claims(results, split, probe)
+    ]
     record["wall_time_s"] = round(time.time() - started, 1)
-    (args.out / "comparison_results.json").write_text(json.dumps(record, indent=2, default=str))
+    write_json(record, args.out / "comparison_results.json")
+    (args.out / "comparison.md").write_text(comparison_markdown(record), encoding="utf-8")
+    if args.results:
+        args.results.mkdir(parents=True, exist_ok=True)
+        for name in ("comparison_results.json", "comparison.md"):
+            shutil.copyfile(args.out / name, args.results / name)
+    if args.ship:
+        ship(finals["cmim"], record, args.ship)
     return record
+
+
+def ship(model_dir: Path, record: dict[str, Any], folder: Path) -> Path:
+    """Save the cMIM model, tokenizer, remote code and a model card rendered from ``record``."""
+    model, tokenizer = load_model_for_generation(str(model_dir))
+    training = record["pretraining"]["cmim"]
+    generation = record["generation"]["cmim"]
+    results = {
+        "training": {
+            "dataset": "MOSES train (first molecules of moses_train.csv.gz)",
+            "molecules": training["training_arguments"].get("max_train_samples"),
+            "dataset_license": "MIT (MOSES)",
+            "objective": "cmim",
+            "steps": training["steps"],
+            "molecules_seen": training["molecules_seen"],
+            "wall_time_s": training["wall_time_s"],
+            "command": training["command"],
+            "final_reconstruction_loss": training["last_logged_losses"].get("loss/reconstruction"),
+        },
+        "reconstruction": {
+            "dataset": "MOSES test",
+            "molecules": generation["reconstruction_molecules"],
+            "decoding": "greedy, z = mu",
+            "exact_match": generation["reconstruction_exact_match"],
+            "validity": generation["reconstruction_validity"],
+            "mean_tanimoto": generation["reconstruction_mean_tanimoto"],
+            "token_accuracy": training["held_out"].get("eval_token_accuracy"),
+        },
+        "sampling": {
+            "molecules": generation["prior_samples"],
+            "scale": 1.0,
+            "validity": generation["prior_validity"],
+            "uniqueness": generation["prior_uniqueness"],
+            "neighbourhood_validity": generation["neighbourhood_validity"],
+            "notes": f"neighbourhood: {generation['neighbourhood_samples']} samples, 10 around each of "
+            f"the first MOSES-test molecules, radius {generation['neighbourhood_radius']}",
+        },
+        "benchmark": record["downstream"].get("random"),
+        "benchmark_featurizer": "cmim informative",
+        "comparison": {
+            "benchmarks": record["downstream"],
+            "featurizers": list(next(iter(record["downstream"].values()))["config"]["featurizers"]),
+            "probes": record["probes"],
+            "claims": record["claims"],
+        },
+        "reproduce": record["command"],
+    }
+    return save_for_hub(model, tokenizer, folder, results, model_name="cmim-moses-small", license="mit")
 
 
 if __name__ == "__main__":

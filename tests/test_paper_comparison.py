@@ -6,6 +6,10 @@ import importlib.util
 import json
 from pathlib import Path
 
+import torch
+
+from cmim_hf import CMIMForConditionalGeneration
+
 ROOT = Path(__file__).resolve().parents[1]
 MOSES = ROOT / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
 
@@ -19,14 +23,15 @@ def load_script():
     return module
 
 
-def test_comparison_runs_end_to_end(tmp_path) -> None:
+def test_comparison_runs_end_to_end_ships_and_resumes(tmp_path) -> None:
     corpus = tmp_path / "corpus.csv"
     corpus.write_text("\n".join(MOSES.read_text().splitlines()[:65]) + "\n")
     argv = [
         "--train-file", str(corpus), "--eval-file", str(corpus), "--out", str(tmp_path / "cmp"),
         "--max-steps", "2", "--batch-size", "8", "--save-steps", "1", "--n-reconstruct", "8",
         "--n-samples", "10", "--tasks", "esol", "--splits", "random", "--seeds", "1", "--probes", "ridge",
-        "--max-molecules", "80", "--",
+        "--max-molecules", "80", "--parallel", "--ship", str(tmp_path / "shipped"),
+        "--results", str(tmp_path / "results"), "--",
         "--hidden-size", "32", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "64",
         "--num-attention-heads", "2", "--max-length", "64", "--logging-steps", "1",
     ]  # fmt: skip
@@ -38,5 +43,21 @@ def test_comparison_runs_end_to_end(tmp_path) -> None:
         assert generation["reconstruction_molecules"] == 8 and 0.0 <= generation["prior_validity"] <= 1.0
     columns = record["downstream"]["random"]["featurizers"]
     assert "ECFP4" in columns and "cmim informative" in columns and "infonce mu" in columns
-    saved = json.loads((tmp_path / "cmp" / "comparison_results.json").read_text())
+    saved = json.loads((tmp_path / "results" / "comparison_results.json").read_text())
     assert saved["generation"] == json.loads(json.dumps(record["generation"]))
+    claims = {(c["claim"], c["split"], c["probe"]) for c in record["claims"]}
+    assert ("cmim informative beats ECFP4", "random", "ridge") in claims and len(claims) == 6
+
+    card = (tmp_path / "shipped" / "README.md").read_text()
+    assert "#### RIDGE probe" in card and "| cmim informative beats ECFP4 | random | ridge |" in card
+    assert "python benchmarks/paper_comparison.py" in card
+    model = CMIMForConditionalGeneration.from_pretrained(tmp_path / "shipped")
+    trained = CMIMForConditionalGeneration.from_pretrained(tmp_path / "cmp" / "cmim" / "final")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values()))
+
+    # A rerun reuses the finished models and the cached benchmark runs: same numbers, nothing retrained.
+    final = tmp_path / "cmp" / "cmim" / "final" / "model.safetensors"
+    mtime = final.stat().st_mtime_ns
+    again = load_script().main(argv)
+    assert final.stat().st_mtime_ns == mtime
+    assert again["downstream"]["random"]["summary"] == record["downstream"]["random"]["summary"]
