@@ -54,6 +54,17 @@ from cmim_hf.pretrain import main as pretrain_main
 
 OBJECTIVES = ("cmim", "mim", "infonce")
 TASKS = ("esol", "freesolv", "lipo", "bace", "bbbp")
+PRETRAINING_COLUMNS = (
+    "objective",
+    "parameters",
+    "steps",
+    "molecules seen",
+    "wall time (s)",
+    "last reconstruction loss",
+    "latent loss",
+    "contrastive loss",
+    "held-out token accuracy",
+)
 GENERATION_COLUMNS = (
     "reconstruction_exact_match",
     "reconstruction_validity",
@@ -168,7 +179,27 @@ def downstream(finals: dict[str, Path], split: str, seeds: int, args: argparse.N
 
 def comparison_markdown(record: dict[str, Any]) -> str:
     """The comparison as Markdown: generative figures, headline tables per probe, checked claims."""
-    lines = ["# cMIM vs MIM vs InfoNCE vs ECFP4 (benchmarks/paper_comparison.py)", "", "## Generation", ""]
+    lines = [
+        "# cMIM vs MIM vs InfoNCE vs ECFP4 (benchmarks/paper_comparison.py)",
+        "",
+        f"`{record['command']}`",
+        "",
+    ]
+    lines += [
+        "## Pre-training",
+        "",
+        "| " + " | ".join(PRETRAINING_COLUMNS) + " |",
+        "|---" * len(PRETRAINING_COLUMNS) + "|",
+    ]
+    for objective, run in record["pretraining"].items():
+        losses, held_out = run["last_logged_losses"], run.get("held_out", {})
+        cells = [
+            objective, f"{run['parameters']:,}", run["steps"], f"{run['molecules_seen']:,}", f"{run['wall_time_s']:.0f}",
+            *(f"{losses.get(f'loss/{term}', float('nan')):.4f}" for term in ("reconstruction", "latent", "contrastive")),
+            f"{held_out.get('eval_token_accuracy', float('nan')):.4f}",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += ["", "## Generation (greedy, z = mu)", ""]
     lines += [
         "| model | " + " | ".join(GENERATION_COLUMNS) + " |",
         "|---" * (len(GENERATION_COLUMNS) + 1) + "|",
