@@ -337,3 +337,22 @@ def test_harness_end_to_end_with_a_tiny_random_cmim_checkpoint(tmp_path: Path) -
     table = (out / "results.md").read_text()
     assert all(name in table for name in results["featurizers"])
     assert (out / "parity_esol.png").is_file()
+
+
+def test_cmim_featurizer_keeps_too_long_molecules_as_nan_rows(tmp_path: Path) -> None:
+    """A molecule longer than the model's positions gets a NaN row (with a warning), not a crash."""
+    import torch
+    from conftest import tiny_config
+
+    from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
+    from cmim_hf.evaluation.featurizers import CMIMFeaturizer, featurize
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "short"
+    CMIMForConditionalGeneration(tiny_config(max_position_embeddings=16)).save_pretrained(checkpoint)
+    CMIMTokenizer().save_pretrained(checkpoint)
+    smiles = ["CCO", "C" * 40, "c1ccccc1"]
+    with pytest.warns(UserWarning, match=r"1 invalid SMILES kept as NaN rows: row 1 .*too long"):
+        X = featurize(CMIMFeaturizer(checkpoint, embedding="latent"), smiles)
+    assert X.shape == (3, 32)
+    assert np.isnan(X[1]).all() and np.isfinite(X[[0, 2]]).all()

@@ -58,6 +58,10 @@ BUILTIN_FEATURIZERS: dict[str, Featurizer] = {"ecfp4": ecfp4_features, "descript
 class CMIMFeaturizer:
     """Embedding function of a cMIM checkpoint (``cmim_hf.embedding.CMIMEmbedder``).
 
+    Molecules the model cannot encode (more tokens than its ``max_position_embeddings``) get NaN
+    rows, with a warning naming them: the probes impute them like any missing feature and the
+    benchmark counts them per task (``featurizers[name][task]["n_nonfinite"]``).
+
     Args:
         path: checkpoint folder (or any name the embedder accepts).
         embedding: ``"informative"`` (pooled decoder states) or ``"latent"`` (posterior mean).
@@ -79,7 +83,9 @@ class CMIMFeaturizer:
             raise FeaturizerRuntimeError(f"cMIM checkpoints need cmim_hf.embedding: {err}") from err
         self.path = str(path)
         self.embedding = embedding
-        self._embedder = CMIMEmbedder(self.path, source=EMBEDDING_SOURCES[embedding], batch_size=batch_size)
+        self._embedder = CMIMEmbedder(
+            self.path, source=EMBEDDING_SOURCES[embedding], batch_size=batch_size, on_invalid="nan"
+        )
 
     def __call__(self, smiles: list[str]) -> np.ndarray:
         return self._embedder.embed(smiles)
