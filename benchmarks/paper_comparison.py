@@ -54,6 +54,8 @@ from cmim_hf.pretrain import main as pretrain_main
 
 OBJECTIVES = ("cmim", "mim", "infonce")
 TASKS = ("esol", "freesolv", "lipo", "bace", "bbbp")
+CURVE_EVERY = 500  # steps between rows of the loss-curve table
+LOSS_TERMS = ("loss/reconstruction", "loss/latent", "loss/contrastive")
 PRETRAINING_COLUMNS = (
     "objective",
     "parameters",
@@ -115,6 +117,20 @@ def pretrain_all(args: argparse.Namespace) -> dict[str, Path]:
         for objective in todo:
             pretrain_main(_pretrain_argv(objective, args))
     return {objective: args.out / objective / "final" for objective in OBJECTIVES}
+
+
+def pretraining_record(run_dir: Path) -> dict[str, Any]:
+    """A run's ``pretrain_results.json`` plus its logged losses by step (from the last checkpoint)."""
+    record = json.loads((run_dir / "pretrain_results.json").read_text())
+    checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    if checkpoints and (checkpoints[-1] / "trainer_state.json").is_file():
+        history = json.loads((checkpoints[-1] / "trainer_state.json").read_text())["log_history"]
+        record["loss_curve"] = [
+            {key: entry[key] for key in ("step", *LOSS_TERMS) if key in entry}
+            for entry in history
+            if "loss" in entry
+        ]
+    return record
 
 
 def generative_metrics(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -199,6 +215,18 @@ def comparison_markdown(record: dict[str, Any]) -> str:
             f"{held_out.get('eval_token_accuracy', float('nan')):.4f}",
         ]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    curves = {objective: run.get("loss_curve", []) for objective, run in record["pretraining"].items()}
+    steps = sorted({entry["step"] for curve in curves.values() for entry in curve})
+    shown = [step for step in steps if step % CURVE_EVERY == 0 or step == steps[-1]]
+    if shown:
+        lines += ["", "Reconstruction loss (per token, training batches) by step:", ""]
+        lines += ["| step | " + " | ".join(curves) + " |", "|---" * (len(curves) + 1) + "|"]
+        for step in shown:
+            values = [
+                next((f"{e['loss/reconstruction']:.4f}" for e in curve if e["step"] == step), "n/a")
+                for curve in curves.values()
+            ]
+            lines.append(f"| {step} | " + " | ".join(values) + " |")
     lines += ["", "## Generation (greedy, z = mu)", ""]
     lines += [
         "| model | " + " | ".join(GENERATION_COLUMNS) + " |",
@@ -264,10 +292,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": " ".join(["python", "benchmarks/paper_comparison.py", *sys.argv[1:]])
     }
     record["arguments"] = {k: str(v) for k, v in vars(args).items()}
-    record["pretraining"] = {
-        objective: json.loads((args.out / objective / "pretrain_results.json").read_text())
-        for objective in OBJECTIVES
-    }
+    record["pretraining"] = {objective: pretraining_record(args.out / objective) for objective in OBJECTIVES}
     record["generation"] = {objective: generative_metrics(final, args) for objective, final in finals.items()}
     split_seeds = {"random": args.seeds, "scaffold": args.scaffold_seeds, "scaffold_random": args.seeds}
     record["downstream"] = {
