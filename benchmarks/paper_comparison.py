@@ -11,7 +11,7 @@
 Everything lands in ``--out`` (``comparison_results.json``, ``comparison.md``, one benchmark folder
 per split and row group). ``--results`` copies the two summary files next to the model card,
 ``--ship`` saves the cMIM model with its card rendered from them. The shipped checkpoint and
-``model_cards/cmim-moses-small/`` were made by (2-core CPU, about 95 min of pre-training):
+``model_cards/cmim-moses-small/`` were made by (2-core CPU, about 2 h of pre-training, the three runs side by side):
 
     python benchmarks/paper_comparison.py --train-file ../shared/data/pretrain/moses_train.csv.gz \
         --eval-file ../shared/data/pretrain/moses_test.csv.gz --out runs/comparison --max-steps 4500 \

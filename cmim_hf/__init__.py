@@ -1,5 +1,7 @@
 """cmim_hf: contrastive Mutual Information Machine (cMIM) for molecules on HuggingFace Transformers."""
 
+import os
+
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -31,6 +33,9 @@ from .tokenization_cmim import CMIMTokenizer
 
 __version__ = "0.1.0"
 
+DEFAULT_CHECKPOINT: str = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
+"""Folder of the pretrained cMIM checkpoint shipped in the package (``from_pretrained`` it, offline)."""
+
 AutoConfig.register(CMIMConfig.model_type, CMIMConfig, exist_ok=True)
 AutoModel.register(CMIMConfig, CMIMModel, exist_ok=True)
 AutoModelForSeq2SeqLM.register(CMIMConfig, CMIMForConditionalGeneration, exist_ok=True)
@@ -56,6 +61,7 @@ def __getattr__(name: str):
 _LAZY_EMBEDDING_NAMES = ("CMIMEmbedder", "CMIMFeaturizer", "EmbeddingResult", "read_embeddings")
 
 __all__ = [
+    "DEFAULT_CHECKPOINT",
     "INFORMATIVE_TASK",
     "InformativeFeatureExtractionPipeline",
     "add_pipeline_to_checkpoint",

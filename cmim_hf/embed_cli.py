@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from . import DEFAULT_CHECKPOINT
 from .embedding import CMIMEmbedder, file_smiles_column
 from .pipelines import SOURCES, validate_options
 from .pooling import LAYER_MODES, POOLING_MODES, LayerSpec
-
-DEFAULT_CHECKPOINT = Path(__file__).with_name("pretrained")
 
 
 def parse_layers(text: str) -> LayerSpec:
@@ -102,11 +101,7 @@ def run_embed_command(args: argparse.Namespace) -> int:
     except (FileNotFoundError, KeyError, ValueError) as err:
         return _fail(str(err.args[0]) if err.args else str(err), 2)
 
-    model = args.model
-    if model is None:
-        if not (DEFAULT_CHECKPOINT / "config.json").is_file():
-            return _fail("no shipped checkpoint in this install yet: pass --model <checkpoint folder>", 2)
-        model = str(DEFAULT_CHECKPOINT)
+    model = args.model or DEFAULT_CHECKPOINT
     local = Path(model).expanduser()
     if (local.exists() or model.startswith((".", "/", "~"))) and not (local / "config.json").is_file():
         return _fail(f"{model} is not a checkpoint folder (no config.json there)", 1)

@@ -53,6 +53,7 @@ from transformers import (
     set_seed,
 )
 
+from cmim_hf import DEFAULT_CHECKPOINT
 from cmim_hf.configuration_cmim import CLASSIFIER_FEATURES
 from cmim_hf.data import (
     DEFAULT_FRACTIONS,
@@ -596,7 +597,10 @@ def merge_results(*results: BenchmarkResults) -> BenchmarkResults:
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``cmim finetune`` options to ``parser`` (and return it)."""
     defaults = FinetuneSettings()
-    parser.add_argument("--model", required=True, metavar="PATH", help="cMIM checkpoint folder or Hub id")
+    parser.add_argument(
+        "--model", default=DEFAULT_CHECKPOINT, metavar="PATH",
+        help="cMIM checkpoint folder or Hub id (default: the checkpoint shipped in cmim_hf/pretrained)",
+    )  # fmt: skip
     parser.add_argument(
         "--tasks", action="append", metavar="T1,T2",
         help="built-in tasks (default: esol,freesolv,lipo, or none with --csv)",

@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import chem, generation
-from .embed_cli import DEFAULT_CHECKPOINT
+from . import DEFAULT_CHECKPOINT, chem, generation
 from .embedding import file_smiles_column, iter_file_chunks
 from .generation import CheckpointError
 
@@ -119,12 +118,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     from transformers.utils import logging
 
     logging.disable_progress_bar()  # the one-line summary is the only output on stderr
-    model = args.model
-    if model is None:
-        if not (DEFAULT_CHECKPOINT / "config.json").is_file():
-            raise UsageError("no shipped checkpoint in this install yet: pass --model <checkpoint folder>")
-        model = str(DEFAULT_CHECKPOINT)
-    return generation.load_model_for_generation(model, device=args.device)
+    return generation.load_model_for_generation(args.model or DEFAULT_CHECKPOINT, device=args.device)
 
 
 def _screen(values: list[Any], tokenizer: Any, model: Any) -> tuple[list[int], dict[int, str]]:

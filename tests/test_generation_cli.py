@@ -202,7 +202,7 @@ def test_broken_checkpoints_name_the_bad_file(workdir: Path, tmp_path: Path, cap
         assert code == 1 and expected in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_usage_errors_in_process(workdir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_usage_errors_in_process(workdir: Path, tmp_path: Path, capsys) -> None:
     out = str(tmp_path / "o.txt")
     code, err = run_in_process("sample", ["-n", "2", "-o", out, "--model", str(workdir / "ckpt")], capsys)
     assert code == 2 and ".csv or .json" in err
@@ -215,11 +215,6 @@ def test_usage_errors_in_process(workdir: Path, tmp_path: Path, capsys, monkeypa
         "optimize", [str(workdir / "molecules.csv"), "-o", str(tmp_path / "o.csv"), "--score", "nope"], capsys
     )
     assert code == 2 and "unknown RDKit descriptor" in err
-    monkeypatch.setattr(generation_cli, "DEFAULT_CHECKPOINT", tmp_path / "no_checkpoint")
-    code, err = run_in_process(
-        "reconstruct", [str(workdir / "molecules.csv"), "-o", str(tmp_path / "o.csv")], capsys
-    )
-    assert code == 2 and "--model" in err
 
 
 def test_score_from_a_python_file(workdir: Path, tmp_path: Path, capsys) -> None:

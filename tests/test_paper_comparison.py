@@ -39,6 +39,7 @@ def test_comparison_runs_end_to_end_ships_and_resumes(tmp_path) -> None:
     assert set(record["pretraining"]) == {"cmim", "mim", "infonce"}
     for objective in ("cmim", "mim", "infonce"):
         assert record["pretraining"][objective]["steps"] == 2
+        assert [entry["step"] for entry in record["pretraining"][objective]["loss_curve"]] == [1, 2]
         generation = record["generation"][objective]
         assert generation["reconstruction_molecules"] == 8 and 0.0 <= generation["prior_validity"] <= 1.0
     columns = record["downstream"]["random"]["featurizers"]

@@ -1,0 +1,933 @@
+"""The cMIM encoder-decoder: transformer encoder -> Perceiver bottleneck -> Gaussian posterior ->
+causal transformer decoder cross-attending to the latent code.
+
+Read top to bottom: helpers -> attention -> layers -> encoder (incl. bottleneck and posterior) ->
+decoder -> PreTrainedModel base -> CMIMModel -> CMIMForConditionalGeneration ->
+CMIMForSequenceClassification.
+
+Shapes: B batch, T tokens, H hidden size, K latents, L latent size, V vocabulary.
+The model computes only the reconstruction loss; the A-MIM and contrastive terms live in
+``cmim_hf.losses`` and are added by ``cmim_hf.trainer.CMIMTrainer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .configuration_cmim import CMIMConfig
+from .pooling import flatten_latent, masked_mean, right_align
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """(B, S) targets -> (B, S) decoder inputs: start token, then the targets shifted by one
+    (``-100`` replaced by ``pad_token_id``)."""
+    shifted = labels.new_full(labels.shape, pad_token_id)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def prepare_decoder_inputs(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, bos_token_id: int, pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Teacher forcing for a right-padded batch of ``[<bos>] + x + [<eos>]`` sequences.
+
+    Args:
+        input_ids: (B, T) token ids, right-padded.
+        attention_mask: (B, T) 1 for tokens, 0 for padding.
+    Returns:
+        decoder_input_ids (B, T-1) reading ``[<bos>] + x``; decoder_attention_mask (B, T-1) marking
+        exactly those positions; labels (B, T-1) = ``x + [<eos>]`` with -100 at padding.
+    """
+    if input_ids.shape[1] < 2:
+        raise ValueError(f"input_ids must hold at least <bos> and <eos>, got shape {tuple(input_ids.shape)}")
+    if (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
+        raise ValueError("cMIM expects right-padded inputs (tokenizer padding_side='right')")
+    decoder_attention_mask = attention_mask[:, 1:]
+    labels = input_ids[:, 1:].masked_fill(decoder_attention_mask == 0, -100)
+    decoder_input_ids = shift_tokens_right(labels, pad_token_id, bos_token_id)
+    return decoder_input_ids, decoder_attention_mask, labels
+
+
+def padding_mask_4d(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, T) 0/1 key mask -> (B, 1, 1, T) additive mask (0 keep, dtype-min drop); None if nothing
+    is padded, so that SDPA can take its fastest kernel."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    blocked = attention_mask[:, None, None, :] == 0
+    return torch.zeros(blocked.shape, dtype=dtype, device=blocked.device).masked_fill(
+        blocked, torch.finfo(dtype).min
+    )
+
+
+def causal_mask_4d(length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(1, 1, T, T) additive causal mask, for attention implementations without ``is_causal``."""
+    blocked = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+    return torch.zeros(1, 1, length, length, dtype=dtype, device=device).masked_fill(
+        blocked, torch.finfo(dtype).min
+    )
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain softmax attention. q (B, h, Tq, d), k/v (B, h, Tk, d) -> ((B, Tq, h, d), (B, h, Tq, Tk))."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+# ---------------------------------------------------------------------------------------------
+# Output dataclasses
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CMIMEncoderOutput(ModelOutput):
+    """Posterior of a batch. ``last_hidden_state`` is the code ``z`` the decoder reads (it is what
+    ``generate`` caches), so decoding from given latents is ``generate(encoder_outputs=CMIMEncoderOutput(
+    last_hidden_state=z))``.
+
+    last_hidden_state: (B, K, L) z (a posterior sample in training, ``z_mean`` in eval).
+    z_mean, z_logvar: (B, K, L) posterior mean and log-variance.
+    token_hidden_states: (B, T, H) encoder token states after the final LayerNorm.
+    hidden_states: tuple of ``encoder_layers + 1`` (B, T, H) tensors when requested.
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    z_mean: torch.Tensor | None = None
+    z_logvar: torch.Tensor | None = None
+    token_hidden_states: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class CMIMDecoderOutput(ModelOutput):
+    """last_hidden_state: (B, S, H) after the final LayerNorm; hidden_states: ``decoder_layers + 1``
+    tensors (embeddings, each layer; the last one normed) when requested; cache: KV cache."""
+
+    last_hidden_state: torch.Tensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class CMIMModelOutput(ModelOutput):
+    """Output of [`CMIMModel`]; see ``docs/CONTRACTS.md``.
+
+    last_hidden_state: (B, S, H) decoder states; z, z_mean, z_logvar: (B, K, L);
+    encoder_last_hidden_state: (B, T, H); decoder_attention_mask: (B, S) positions read by the decoder.
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    cache: Cache | None = None
+    z: torch.Tensor | None = None
+    z_mean: torch.Tensor | None = None
+    z_logvar: torch.Tensor | None = None
+    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    decoder_attention_mask: torch.Tensor | None = None
+    encoder_last_hidden_state: torch.Tensor | None = None
+    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class CMIMSeq2SeqLMOutput(ModelOutput):
+    """Output of [`CMIMForConditionalGeneration`]: [`CMIMModelOutput`] plus ``logits`` (B, S, V) and
+    ``loss`` (reconstruction cross-entropy, per-sequence mean over non-pad tokens, batch mean)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    cache: Cache | None = None
+    z: torch.Tensor | None = None
+    z_mean: torch.Tensor | None = None
+    z_logvar: torch.Tensor | None = None
+    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    decoder_attention_mask: torch.Tensor | None = None
+    encoder_last_hidden_state: torch.Tensor | None = None
+    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention and layers
+# ---------------------------------------------------------------------------------------------
+
+
+class CMIMAttention(nn.Module):
+    """Multi-head attention dispatched through Transformers' attention interface (sdpa/eager/...).
+
+    Self-attention when ``key_value_states`` is None, else cross-attention to them. With a cache,
+    self-attention appends the new keys/values and cross-attention computes its keys/values once.
+    """
+
+    def __init__(self, config: CMIMConfig, is_causal: bool = False, layer_idx: int | None = None):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.dropout = config.attention_dropout
+        self.is_causal = is_causal
+        self.layer_idx = layer_idx
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def _heads(self, states: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) -> (B, h, T, d)."""
+        return states.view(*states.shape[:-1], self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_value_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+    ) -> torch.Tensor:
+        """hidden_states (B, Tq, H), key_value_states (B, Tk, H) -> (B, Tq, H)."""
+        is_cross_attention = key_value_states is not None
+        query = self._heads(self.q_proj(hidden_states))
+
+        layer_cache = None
+        if isinstance(cache, EncoderDecoderCache):
+            layer_cache = cache.cross_attention_cache if is_cross_attention else cache.self_attention_cache
+        elif cache is not None:
+            layer_cache = cache
+        if is_cross_attention and layer_cache is not None and cache.is_updated.get(self.layer_idx):
+            key = layer_cache.layers[self.layer_idx].keys
+            value = layer_cache.layers[self.layer_idx].values
+        else:
+            source = key_value_states if is_cross_attention else hidden_states
+            key = self._heads(self.k_proj(source))
+            value = self._heads(self.v_proj(source))
+            if layer_cache is not None:
+                key, value = layer_cache.update(key, value, self.layer_idx)
+                if is_cross_attention:
+                    cache.is_updated[self.layer_idx] = True
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        output, _ = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+        )
+        return self.out_proj(output.reshape(*hidden_states.shape[:-1], -1))
+
+
+class CMIMFeedForward(nn.Module):
+    """(B, T, H) -> (B, T, H): Linear -> activation -> dropout -> Linear."""
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.ffn_dim)
+        self.activation = ACT2FN[config.activation_function]
+        self.dropout = nn.Dropout(config.dropout)
+        self.fc2 = nn.Linear(config.ffn_dim, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(self.activation(self.fc1(hidden_states))))
+
+
+class CMIMEncoderLayer(GradientCheckpointingLayer):
+    """Pre-LayerNorm bidirectional self-attention block."""
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__()
+        self.self_attn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = CMIMAttention(config, is_causal=False)
+        self.ffn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = CMIMFeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """hidden_states (B, T, H), attention_mask (B, 1, 1, T) additive or None -> (B, T, H)."""
+        hidden_states = hidden_states + self.dropout(
+            self.self_attn(self.self_attn_layer_norm(hidden_states), attention_mask=attention_mask)
+        )
+        return hidden_states + self.dropout(self.ffn(self.ffn_layer_norm(hidden_states)))
+
+
+class CMIMDecoderLayer(GradientCheckpointingLayer):
+    """Pre-LayerNorm causal self-attention, cross-attention to the latent memory, feed-forward."""
+
+    def __init__(self, config: CMIMConfig, layer_idx: int):
+        super().__init__()
+        self.self_attn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = CMIMAttention(config, is_causal=True, layer_idx=layer_idx)
+        self.cross_attn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.cross_attn = CMIMAttention(config, is_causal=False, layer_idx=layer_idx)
+        self.ffn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = CMIMFeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        memory: torch.Tensor,
+        self_attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+    ) -> torch.Tensor:
+        """hidden_states (B, S, H), memory (B, K, H) -> (B, S, H)."""
+        hidden_states = hidden_states + self.dropout(
+            self.self_attn(
+                self.self_attn_layer_norm(hidden_states), attention_mask=self_attention_mask, cache=cache
+            )
+        )
+        hidden_states = hidden_states + self.dropout(
+            self.cross_attn(self.cross_attn_layer_norm(hidden_states), key_value_states=memory, cache=cache)
+        )
+        return hidden_states + self.dropout(self.ffn(self.ffn_layer_norm(hidden_states)))
+
+
+class CMIMBottleneck(nn.Module):
+    """Perceiver bottleneck: K learned queries cross-attend to the token states, then a linear
+    layer gives the Gaussian posterior parameters.
+
+    (B, T, H) token states -> mu (B, K, L) and raw log-variance (B, K, L) (None for the
+    ``"sampled"`` posterior, whose variance is not predicted).
+    """
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__()
+        self.queries = nn.Parameter(torch.empty(config.num_latents, config.hidden_size))
+        self.query_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.cross_attn = CMIMAttention(config, is_causal=False)
+        self.ffn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = CMIMFeedForward(config)
+        self.output_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.predicts_logvar = config.posterior == "learned"
+        outputs_per_latent = 2 if self.predicts_logvar else 1
+        self.posterior_proj = nn.Linear(config.hidden_size, outputs_per_latent * config.latent_size)
+
+    def forward(
+        self, token_states: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        queries = self.queries.unsqueeze(0).expand(token_states.shape[0], -1, -1)  # (B, K, H)
+        latents = queries + self.cross_attn(
+            self.query_layer_norm(queries), key_value_states=token_states, attention_mask=key_mask
+        )
+        latents = latents + self.ffn(self.ffn_layer_norm(latents))
+        params = self.posterior_proj(self.output_layer_norm(latents))  # (B, K, 2L) or (B, K, L)
+        if self.predicts_logvar:
+            z_mean, raw_logvar = params.chunk(2, dim=-1)
+            return z_mean, raw_logvar
+        return params, None
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoder and decoder stacks
+# ---------------------------------------------------------------------------------------------
+
+
+class CMIMEncoder(nn.Module):
+    """Tokens -> posterior q(z|x) -> z. Its output's ``last_hidden_state`` is z, the decoder memory."""
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
+        self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList([CMIMEncoderLayer(config) for _ in range(config.encoder_layers)])
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.bottleneck = CMIMBottleneck(config)
+
+    def posterior_logvar(self, z_mean: torch.Tensor, raw_logvar: torch.Tensor | None) -> torch.Tensor:
+        """Log-variance (B, K, L) of the configured posterior kind."""
+        floor = self.config.logvar_min
+        if raw_logvar is not None:  # "learned"
+            return raw_logvar.clamp(min=floor)
+        if not self.training:  # "sampled", inference
+            return torch.full_like(z_mean, floor)
+        per_molecule = torch.rand(z_mean.shape[0], 1, 1, device=z_mean.device, dtype=z_mean.dtype)
+        return (floor * (1.0 - per_molecule)).expand_as(z_mean)  # U(floor, 0), one draw per molecule
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> CMIMEncoderOutput:
+        """input_ids (B, T), attention_mask (B, T) -> CMIMEncoderOutput (z sampled iff training).
+
+        ``output_attentions`` and ``return_dict`` are accepted for GenerationMixin and ignored.
+        """
+        length = input_ids.shape[1]
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"input of {length} tokens exceeds max_position_embeddings={self.config.max_position_embeddings}"
+            )
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        positions = torch.arange(length, device=input_ids.device)
+        hidden_states = self.dropout(self.embed_tokens(input_ids) + self.embed_positions(positions))
+        key_mask = padding_mask_4d(attention_mask, hidden_states.dtype)
+
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, key_mask)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+        token_states = self.layer_norm(hidden_states)
+        if output_hidden_states:
+            all_hidden_states = all_hidden_states[:-1] + (token_states,)
+
+        z_mean, raw_logvar = self.bottleneck(token_states, key_mask)
+        z_logvar = self.posterior_logvar(z_mean, raw_logvar)
+        z = z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean) if self.training else z_mean
+        return CMIMEncoderOutput(
+            last_hidden_state=z,
+            z_mean=z_mean,
+            z_logvar=z_logvar,
+            token_hidden_states=token_states,
+            hidden_states=all_hidden_states,
+        )
+
+
+class CMIMDecoder(nn.Module):
+    """Causal transformer over token embeddings, cross-attending to the projected latent code."""
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__()
+        self.config = config
+        self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.latent_proj = nn.Linear(config.latent_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(
+            [CMIMDecoderLayer(config, layer_idx=i) for i in range(config.decoder_layers)]
+        )
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        latents: torch.Tensor,
+        cache: Cache | None = None,
+        output_hidden_states: bool = False,
+    ) -> CMIMDecoderOutput:
+        """inputs_embeds (B, S, H) token embeddings of the decoder input, latents (B, K, L)."""
+        past_length = cache.get_seq_length() if cache is not None else 0
+        length = inputs_embeds.shape[1]
+        if past_length + length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"decoding past max_position_embeddings={self.config.max_position_embeddings} "
+                f"({past_length + length} positions)"
+            )
+        positions = torch.arange(past_length, past_length + length, device=inputs_embeds.device)
+        hidden_states = self.dropout(inputs_embeds + self.embed_positions(positions))
+        memory = self.latent_proj(latents.to(hidden_states.dtype))  # (B, K, H)
+
+        # Right padding + causality: a real position never sees a padded one, so SDPA can use
+        # its causal kernel with no mask. Other implementations get an explicit causal mask.
+        self_attention_mask = None
+        if self.config._attn_implementation != "sdpa" and length > 1:
+            self_attention_mask = causal_mask_4d(length, hidden_states.dtype, hidden_states.device)
+            if past_length:
+                prefix = self_attention_mask.new_zeros(1, 1, length, past_length)
+                self_attention_mask = torch.cat([prefix, self_attention_mask], dim=-1)
+
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, memory, self_attention_mask=self_attention_mask, cache=cache)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+        hidden_states = self.layer_norm(hidden_states)
+        if output_hidden_states:
+            all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
+        return CMIMDecoderOutput(
+            last_hidden_state=hidden_states, cache=cache, hidden_states=all_hidden_states
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pretrained models
+# ---------------------------------------------------------------------------------------------
+
+
+REMOTE_CODE_AUTO_MAP = {
+    "AutoConfig": "configuration_cmim.CMIMConfig",
+    "AutoModel": "modeling_cmim.CMIMModel",
+    "AutoModelForSeq2SeqLM": "modeling_cmim.CMIMForConditionalGeneration",
+    "AutoModelForSequenceClassification": "modeling_cmim.CMIMForSequenceClassification",
+}
+
+
+class CMIMPreTrainedModel(PreTrainedModel):
+    config: CMIMConfig
+    config_class = CMIMConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["CMIMEncoderLayer", "CMIMDecoderLayer"]
+    _supports_sdpa = True
+    # The forward takes **kwargs only for GenerationMixin: the loss is a per-batch mean, so the
+    # Trainer must scale it for gradient accumulation itself.
+    accepts_loss_kwargs = False
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as usual. A class registered for an Auto class (``import cmim_hf`` does that) also
+        writes a self-contained remote-code checkpoint: every cMIM Auto class maps to its file (so
+        ``AutoModel`` and ``AutoModelForSeq2SeqLM`` both load it with ``trust_remote_code=True``)
+        and the informative-embedding pipeline is attached for ``pipeline("feature-extraction")``."""
+        if self._auto_class is None:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **REMOTE_CODE_AUTO_MAP}
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        from .pipelines import add_pipeline_to_checkpoint
+
+        add_pipeline_to_checkpoint(save_directory)
+        return result
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, CMIMBottleneck):
+            init.normal_(module.queries, mean=0.0, std=self.config.init_std)
+
+
+class CMIMModel(CMIMPreTrainedModel):
+    """Encoder, bottleneck, posterior and decoder, without the LM head.
+
+    Example:
+
+    ```python
+    >>> import cmim_hf, torch
+    >>> model = cmim_hf.CMIMModel(cmim_hf.CMIMConfig(hidden_size=32, num_attention_heads=2, ffn_dim=64)).eval()
+    >>> tokenizer = cmim_hf.CMIMTokenizer()
+    >>> batch = tokenizer(["CCO", "c1ccccc1"], padding=True, return_tensors="pt")
+    >>> model(**batch).z_mean.shape
+    torch.Size([2, 1, 32])
+    ```
+    """
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__(config)
+        self.encoder = CMIMEncoder(config)
+        self.decoder = CMIMDecoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.embed_tokens = value
+
+    def get_encoder(self, modality: str | None = None) -> CMIMEncoder:
+        return self.encoder
+
+    def encode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> CMIMEncoderOutput:
+        """Posterior q(z|x) of a batch: z_mean/z_logvar (B, K, L); z sampled in training, mu in eval."""
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: CMIMEncoderOutput | tuple | None = None,
+        cache: Cache | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CMIMModelOutput:
+        """Encode ``input_ids`` (or take ``encoder_outputs``), decode teacher-forced.
+
+        Without ``decoder_input_ids`` the decoder reads ``[<bos>] + x`` built by
+        :func:`prepare_decoder_inputs`. Extra ``kwargs`` (from GenerationMixin) are ignored.
+        """
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        if encoder_outputs is None:
+            if input_ids is None:
+                raise ValueError("pass input_ids or encoder_outputs")
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states
+            )
+        elif not isinstance(encoder_outputs, CMIMEncoderOutput):
+            encoder_outputs = CMIMEncoderOutput(last_hidden_state=encoder_outputs[0])
+
+        if decoder_input_ids is None:
+            if input_ids is None:
+                raise ValueError("pass decoder_input_ids when decoding from encoder_outputs")
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            decoder_input_ids, decoder_attention_mask, _ = prepare_decoder_inputs(
+                input_ids, attention_mask, self.config.bos_token_id, self.config.pad_token_id
+            )
+
+        use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        if not use_cache:
+            cache = None
+
+        decoder_outputs = self.decoder(
+            inputs_embeds=self.encoder.embed_tokens(decoder_input_ids),
+            latents=encoder_outputs.last_hidden_state,
+            cache=cache,
+            output_hidden_states=output_hidden_states,
+        )
+        return CMIMModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            cache=decoder_outputs.cache,
+            z=encoder_outputs.last_hidden_state,
+            z_mean=encoder_outputs.z_mean,
+            z_logvar=encoder_outputs.z_logvar,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_last_hidden_state=encoder_outputs.token_hidden_states,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+        )
+
+
+class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
+    """cMIM with its LM head: reconstruction, generation (greedy/beam/sampling) and decoding of
+    given latents.
+
+    ``loss`` is the reconstruction cross-entropy (per-sequence mean over non-pad tokens, then batch
+    mean) when ``labels`` (B, S) are given; with a plain ``Trainer`` this trains a plain
+    auto-encoder. Labels default to the teacher-forcing targets of ``input_ids`` when
+    ``return_loss=True``.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.encoder.embed_tokens.weight"}
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__(config)
+        self.model = CMIMModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_encoder(self, modality: str | None = None) -> CMIMEncoder:
+        return self.model.encoder
+
+    def encode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> CMIMEncoderOutput:
+        """Posterior q(z|x) of a batch: z_mean/z_logvar (B, K, L); z sampled in training, mu in eval."""
+        return self.model.encode(input_ids, attention_mask)
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    @torch.no_grad()
+    def decode_latents(self, z: torch.Tensor, **generate_kwargs) -> torch.Tensor:
+        """Generate token ids (B, S) from latent codes z (B, K, L) (e.g. prior samples)."""
+        if z.dim() != 3 or z.shape[1:] != (self.config.num_latents, self.config.latent_size):
+            raise ValueError(
+                f"z must have shape (B, {self.config.num_latents}, {self.config.latent_size}), got {tuple(z.shape)}"
+            )
+        z = z.to(device=self.device, dtype=self.dtype)
+        return self.generate(encoder_outputs=CMIMEncoderOutput(last_hidden_state=z), **generate_kwargs)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: CMIMEncoderOutput | tuple | None = None,
+        labels: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_loss: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CMIMSeq2SeqLMOutput:
+        """input_ids/attention_mask (B, T); labels (B, T-1) as produced by
+        :func:`prepare_decoder_inputs` (``x + [<eos>]``, -100 at padding) -> CMIMSeq2SeqLMOutput."""
+        if decoder_input_ids is None and input_ids is not None:
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            decoder_input_ids, decoder_attention_mask, teacher_labels = prepare_decoder_inputs(
+                input_ids, attention_mask, self.config.bos_token_id, self.config.pad_token_id
+            )
+            if labels is None and return_loss:
+                labels = teacher_labels
+        elif decoder_input_ids is None and labels is not None:
+            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)  # (B, S, V)
+
+        loss = None
+        if labels is not None:
+            loss = reconstruction_cross_entropy(logits, labels).mean()
+        return CMIMSeq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            z=outputs.z,
+            z_mean=outputs.z_mean,
+            z_logvar=outputs.z_logvar,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attention_mask=outputs.decoder_attention_mask,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequence classification and regression
+# ---------------------------------------------------------------------------------------------
+
+
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+@dataclass
+class CMIMSequenceClassifierOutput(ModelOutput):
+    """Output of [`CMIMForSequenceClassification`].
+
+    loss: scalar, mean over the present labels (NaN / -100 entries left out), when labels are given.
+    logits: (B, num_labels) regression values, class logits or per-label logits.
+    features: (B, D) what the head reads: mu flattened (D = K*L) for ``"latent"``, mu then the pooled
+        decoder states (D = K*L + H) for ``"informative"``.
+    z_mean: (B, K, L) posterior mean.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    z_mean: torch.Tensor | None = None
+
+
+def sequence_classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor, problem_type: str
+) -> torch.Tensor:
+    """Loss of a classification / regression head, averaged over the present labels only.
+
+    Args:
+        logits: (B, C) head outputs.
+        labels: regression and multi-label: (B, C) or (B,) when C == 1, float, NaN = missing;
+            single-label: (B,) class ids (-100 = missing) or floats (NaN = missing).
+        problem_type: one of :data:`PROBLEM_TYPES`.
+    Returns:
+        scalar float32: MSE, cross-entropy or binary cross-entropy summed over the present labels
+        and divided by their number (0 when none is present, still attached to the graph).
+    """
+    logits = logits.float()
+    if problem_type == "single_label_classification":
+        targets = labels.reshape(-1)  # (B,)
+        if targets.is_floating_point():
+            targets = targets.nan_to_num(nan=-100.0).long()
+        losses = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets, ignore_index=-100, reduction="none"
+        )  # (B,)
+        present = targets != -100
+    elif problem_type in ("regression", "multi_label_classification"):
+        targets = labels.reshape(logits.shape).float()  # (B, C)
+        present = ~torch.isnan(targets)
+        targets = targets.nan_to_num(nan=0.0)
+        if problem_type == "regression":
+            losses = (logits - targets) ** 2
+        else:
+            losses = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    else:
+        raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
+    return (losses * present).sum() / present.sum().clamp(min=1)
+
+
+class CMIMClassificationHead(nn.Module):
+    """(B, D) molecule features -> (B, num_labels): LayerNorm -> dropout -> Linear(D, H) ->
+    activation -> dropout -> Linear(H, num_labels). The LayerNorm puts mu and the pooled decoder
+    states on one scale, as the frozen-embedding probes standardise their features."""
+
+    def __init__(self, config: CMIMConfig, in_features: int):
+        super().__init__()
+        dropout = config.classifier_dropout
+        self.norm = nn.LayerNorm(in_features, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout if dropout is None else dropout)
+        self.dense = nn.Linear(in_features, config.hidden_size)
+        self.activation = ACT2FN[config.activation_function]
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        hidden = self.activation(self.dense(self.dropout(self.norm(features))))  # (B, H)
+        return self.out_proj(self.dropout(hidden))  # (B, num_labels)
+
+
+class CMIMForSequenceClassification(CMIMPreTrainedModel):
+    """cMIM with a classification / regression head on a molecule-level feature vector.
+
+    Follows the Transformers convention: ``config.num_labels`` outputs and ``config.problem_type``
+    ``"regression"`` (MSE), ``"single_label_classification"`` (cross-entropy over
+    ``num_labels`` classes) or ``"multi_label_classification"`` (one binary cross-entropy per label);
+    when unset it is inferred from the first labels seen (1 label: regression; integer labels:
+    single-label; else multi-label). Missing labels (NaN, or -100 for class ids) are left out of the
+    loss, not imputed, so multi-task data such as Tox21 trains as is.
+
+    The head reads ``config.classifier_features``:
+    - ``"informative"`` (default): mu flattened, then the decoder states pooled (mean over the real
+      positions of the last layer) while the decoder reads ``[<bos>] + x`` from z = mu: the
+      informative embedding of :func:`cmim_hf.pipelines.compute_embeddings`. The decoder reads mu in
+      training too, so the features are deterministic up to dropout.
+    - ``"latent"``: mu flattened (the encoder only; the decoder's weights stay unused).
+    ``config.classifier_dropout`` is the head's dropout (``config.dropout`` when unset). Both are
+    read with defaults, so any cMIM checkpoint loads with a freshly initialised head:
+
+    ```python
+    >>> from cmim_hf import CMIMForSequenceClassification
+    >>> model = CMIMForSequenceClassification.from_pretrained(
+    ...     "path/to/cmim", num_labels=12, problem_type="multi_label_classification"
+    ... )
+    ```
+    """
+
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\."]
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__(config)
+        self.classifier_features = config.classifier_features  # validated by CMIMConfig
+        if config.problem_type is not None and config.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {config.problem_type!r}")
+        self.num_labels = config.num_labels
+        self.model = CMIMModel(config)
+        latent_features = config.num_latents * config.latent_size
+        informative = self.classifier_features == "informative"
+        self.classifier = CMIMClassificationHead(
+            config, latent_features + (config.hidden_size if informative else 0)
+        )
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.set_input_embeddings(value)
+
+    def molecule_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) token ids (left or right padded) -> features (B, D) and z_mean (B, K, L)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        input_ids, attention_mask = right_align(input_ids, attention_mask, self.config.pad_token_id)
+        encoded = self.model.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        z_mean = encoded.z_mean  # (B, K, L)
+        latent = flatten_latent(z_mean).to(z_mean.dtype)  # (B, K*L)
+        if self.classifier_features == "latent":
+            return latent, z_mean
+        decoded = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_outputs=CMIMEncoderOutput(last_hidden_state=z_mean),
+            use_cache=False,
+        )
+        pooled = masked_mean(decoded.last_hidden_state, decoded.decoder_attention_mask)  # (B, H)
+        return torch.cat([latent, pooled.to(latent.dtype)], dim=-1), z_mean  # (B, K*L + H)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> CMIMSequenceClassifierOutput:
+        """input_ids/attention_mask (B, T); labels (B, num_labels) or (B,) -> CMIMSequenceClassifierOutput.
+
+        ``output_attentions``, ``output_hidden_states`` and ``return_dict`` are accepted because
+        ``peft`` passes them, and ignored; ``inputs_embeds`` is not supported (cMIM reads token ids).
+        """
+        if inputs_embeds is not None or input_ids is None:
+            raise ValueError("CMIMForSequenceClassification reads input_ids (inputs_embeds is not supported)")
+        features, z_mean = self.molecule_features(input_ids, attention_mask)
+        logits = self.classifier(features)  # (B, num_labels)
+
+        loss = None
+        if labels is not None:
+            if self.config.problem_type is None:
+                if self.num_labels == 1:
+                    self.config.problem_type = "regression"
+                elif not labels.is_floating_point():
+                    self.config.problem_type = "single_label_classification"
+                else:
+                    self.config.problem_type = "multi_label_classification"
+            loss = sequence_classification_loss(logits, labels.to(logits.device), self.config.problem_type)
+        return CMIMSequenceClassifierOutput(loss=loss, logits=logits, features=features, z_mean=z_mean)
+
+
+def reconstruction_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sequence mean token cross-entropy: logits (B, S, V), labels (B, S) with -100 ignored -> (B,).
+
+    Kept here (not imported from ``cmim_hf.losses``) so that the model file stays self-contained
+    for ``trust_remote_code``; ``cmim_hf.losses.sequence_cross_entropy`` is tested to agree.
+    """
+    token_losses = nn.functional.cross_entropy(
+        logits.transpose(1, 2).float(), labels, ignore_index=-100, reduction="none"
+    )  # (B, S)
+    counts = (labels != -100).sum(dim=1)
+    return token_losses.sum(dim=1) / counts.clamp(min=1)
+
+
+__all__ = [
+    "CMIMEncoderOutput",
+    "CMIMForConditionalGeneration",
+    "CMIMModel",
+    "CMIMModelOutput",
+    "CMIMPreTrainedModel",
+    "CMIMForSequenceClassification",
+    "CMIMSeq2SeqLMOutput",
+    "CMIMSequenceClassifierOutput",
+    "prepare_decoder_inputs",
+    "sequence_classification_loss",
+]
