@@ -173,23 +173,20 @@ def downstream(finals: dict[str, Path], split: str, seeds: int, args: argparse.N
     for group, featurizers in groups.items():
         out_dir = args.out / f"benchmark_{split}" / group
         cached = out_dir / "results.json"
-        if cached.is_file():
-            parts.append(json.loads(cached.read_text(encoding="utf-8")))
-            continue
-        results = run_benchmark(
-            featurizers,
-            args.tasks.split(","),
-            split=split,
-            seeds=seeds,
-            probes=tuple(args.probes.split(",")),
-            out_dir=out_dir,
-            max_molecules=args.max_molecules,
-            n_jobs=args.n_jobs,
-            progress=False,
-        )
-        parts.append(
-            json.loads(cached.read_text(encoding="utf-8")) if cached.is_file() else results.to_dict()
-        )
+        if not cached.is_file():  # the harness writes results.json into out_dir
+            run_benchmark(
+                featurizers,
+                args.tasks.split(","),
+                split=split,
+                seeds=seeds,
+                probes=tuple(args.probes.split(",")),
+                out_dir=out_dir,
+                max_molecules=args.max_molecules,
+                n_jobs=args.n_jobs,
+                progress=False,
+            )
+        # Read back from JSON either way, so fresh and cached groups look the same (NaN -> null).
+        parts.append(json.loads(cached.read_text(encoding="utf-8")))
     return merge_benchmark_results(parts)
 
 
