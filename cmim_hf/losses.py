@@ -104,7 +104,9 @@ def gaussian_log_density(x: Tensor, mean: Tensor | float, logvar: Tensor | float
     return -0.5 * (_LOG_2PI + logvar + (x - mean).pow(2) * torch.exp(-logvar))
 
 
-def amim_latent_loss(z: Tensor, z_mean: Tensor, z_logvar: Tensor, reduction: str = "mean") -> Tensor:
+def amim_latent_loss(
+    z: Tensor, z_mean: Tensor, z_logvar: Tensor, reduction: str = "mean", free_nats: float = 0.0
+) -> Tensor:
     """A-MIM latent term ``-1/2 [log q(z|x) + log N(z; 0, I)]`` (method.md section 2).
 
     Args:
@@ -115,15 +117,24 @@ def amim_latent_loss(z: Tensor, z_mean: Tensor, z_logvar: Tensor, reduction: str
             model) or, for the "dense latent" variant, the one drawn to sample ``z``.
         reduction: how the latent dimensions are reduced: ``"mean"`` (default, BioNeMo MolMIM
             convention, scale independent of the latent size) or ``"sum"``.
+        free_nats: per-dimension information floor ("free bits"): the prior pull
+            ``-1/2 log N(z_d; 0, 1) = 1/4 log(2 pi) + z_d^2 / 4`` is replaced by
+            ``1/4 log(2 pi) + max(z_d^2 / 4, free_nats)``, so codes within ``|z_d| < 2 sqrt(free_nats)``
+            feel no pull towards 0. ``0`` (default) is the plain A-MIM term.
 
     Returns:
         ``(B,)`` per-molecule latent loss. Gradients flow into ``z``, ``z_mean`` and ``z_logvar``.
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if free_nats < 0:
+        raise ValueError(f"free_nats must be >= 0, got {free_nats}")
     log_q = gaussian_log_density(z, z_mean, z_logvar)
-    log_p = gaussian_log_density(z, 0.0, 0.0)
-    per_dim = -0.5 * (log_q + log_p)
+    prior_pull = -0.5 * gaussian_log_density(z, 0.0, 0.0)
+    if free_nats > 0:
+        constant = 0.25 * _LOG_2PI
+        prior_pull = constant + (prior_pull - constant).clamp(min=free_nats)
+    per_dim = -0.5 * log_q + prior_pull
     flat = per_dim.reshape(z.shape[0], -1)
     return flat.mean(dim=1) if reduction == "mean" else flat.sum(dim=1)
 

@@ -134,6 +134,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--num-latents", type=int, default=1, help="K latent vectors per molecule")
     model.add_argument("--latent-size", type=int, help="size of each latent vector (default: hidden size)")
     model.add_argument("--posterior", choices=("learned", "sampled"), default="learned")
+    model.add_argument("--logvar-min", type=float, default=-6.0, help="floor of the posterior log-variance")
     model.add_argument("--dropout", type=float, default=0.0)
     model.add_argument(
         "--max-length", type=int, default=128, help="max tokens per molecule incl. <bos>/<eos>"
@@ -146,6 +147,26 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--latent-weight", type=float, default=1.0)
     train.add_argument("--contrastive-weight", type=float, default=1.0)
     train.add_argument("--latent-warmup-steps", type=int, default=1000)
+    train.add_argument(
+        "--latent-reduction", choices=("mean", "sum"), default="mean", help="latent term over dimensions"
+    )
+    train.add_argument(
+        "--latent-free-nats", type=float, default=0.0, help="per-dimension floor under the prior pull"
+    )
+    train.add_argument(
+        "--deterministic-steps", type=int, default=0, help="first N steps decode z = mu (no noise)"
+    )
+    train.add_argument(
+        "--posterior-lr-multiplier", type=float, default=1.0, help="posterior head lr / base lr"
+    )
+    train.add_argument(
+        "--decoder-token-dropout", type=float, default=0.0, help="word dropout on decoder inputs"
+    )
+    train.add_argument(
+        "--group-by-length",
+        action="store_true",
+        help="batch molecules of similar length together (less padding)",
+    )
     train.add_argument("--batch-size", type=int, default=128, help="molecules per process per step")
     train.add_argument("--gradient-accumulation-steps", type=int, default=1)
     train.add_argument("--learning-rate", type=float, default=1e-3)
@@ -176,6 +197,7 @@ def build_model(args: argparse.Namespace, tokenizer: CMIMTokenizer) -> CMIMForCo
         num_latents=args.num_latents,
         latent_size=args.latent_size,
         posterior=args.posterior,
+        logvar_min=args.logvar_min,
         dropout=args.dropout,
         max_position_embeddings=args.max_length,
     )
@@ -213,6 +235,12 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         latent_weight=args.latent_weight,
         contrastive_weight=args.contrastive_weight,
         latent_warmup_steps=args.latent_warmup_steps,
+        latent_reduction=args.latent_reduction,
+        latent_free_nats=args.latent_free_nats,
+        deterministic_steps=args.deterministic_steps,
+        posterior_lr_multiplier=args.posterior_lr_multiplier,
+        decoder_token_dropout=args.decoder_token_dropout,
+        train_sampling_strategy="group_by_length" if args.group_by_length else "random",
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps,

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainingArguments
 
+from .latent_stats import latent_activity
 from .losses import (
     amim_latent_loss,
     cmim_contrastive_loss,
@@ -61,6 +62,19 @@ class CMIMTrainingArguments(TrainingArguments):
     gather_negatives: bool = field(
         default=True, metadata={"help": "use the codes of all processes as contrastive negatives"}
     )
+    deterministic_steps: int = field(
+        default=0, metadata={"help": "first N optimizer steps decode z = mu (no posterior noise)"}
+    )
+    latent_free_nats: float = field(
+        default=0.0, metadata={"help": "per-dimension floor under the prior pull of the latent term"}
+    )
+    posterior_lr_multiplier: float = field(
+        default=1.0, metadata={"help": "learning rate of the posterior head relative to the rest"}
+    )
+    decoder_token_dropout: float = field(
+        default=0.0,
+        metadata={"help": "probability of replacing each teacher-forced decoder input token by <mask>"},
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -70,8 +84,13 @@ class CMIMTrainingArguments(TrainingArguments):
             raise ValueError(f"latent_reduction must be 'mean' or 'sum', got {self.latent_reduction!r}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if self.latent_warmup_steps < 0:
-            raise ValueError(f"latent_warmup_steps must be >= 0, got {self.latent_warmup_steps}")
+        for name in ("latent_warmup_steps", "deterministic_steps", "latent_free_nats"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.posterior_lr_multiplier <= 0:
+            raise ValueError(f"posterior_lr_multiplier must be positive, got {self.posterior_lr_multiplier}")
+        if not 0.0 <= self.decoder_token_dropout < 1.0:
+            raise ValueError(f"decoder_token_dropout must be in [0, 1), got {self.decoder_token_dropout}")
 
 
 @dataclass
@@ -149,7 +168,11 @@ class CMIMTrainer(Trainer):
         latent, contrastive = zeros, zeros
         if args.objective != "ae":
             latent = amim_latent_loss(
-                outputs.z, outputs.z_mean, outputs.z_logvar, reduction=args.latent_reduction
+                outputs.z,
+                outputs.z_mean,
+                outputs.z_logvar,
+                reduction=args.latent_reduction,
+                free_nats=args.latent_free_nats,
             )
         if args.objective in ("cmim", "infonce"):
             codes = outputs.z
@@ -176,9 +199,32 @@ class CMIMTrainer(Trainer):
             "total": total,
         }
 
+    def in_deterministic_phase(self) -> bool:
+        """True while training decodes z = mu (the first ``deterministic_steps`` optimizer steps)."""
+        return self.state.global_step < self.args.deterministic_steps
+
+    def _dropped_decoder_inputs(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Teacher-forcing decoder inputs with each token after ``<bos>`` replaced by ``<mask>`` with
+        probability ``decoder_token_dropout`` (word dropout: the decoder must read z)."""
+        tokenizer = self.processing_class
+        decoder_input_ids, decoder_attention_mask, _ = prepare_decoder_inputs(
+            inputs["input_ids"], inputs["attention_mask"], tokenizer.bos_token_id, tokenizer.pad_token_id
+        )
+        drop = torch.rand(decoder_input_ids.shape, device=decoder_input_ids.device)
+        drop = (drop < self.args.decoder_token_dropout) & (decoder_attention_mask == 1)
+        drop[:, 0] = False
+        return {
+            "decoder_input_ids": decoder_input_ids.masked_fill(drop, tokenizer.mask_token_id),
+            "decoder_attention_mask": decoder_attention_mask,
+        }
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
+        if model.training and self.args.decoder_token_dropout > 0:
+            inputs.update(self._dropped_decoder_inputs(inputs))
+        if model.training and self.in_deterministic_phase():
+            inputs["sample_latent"] = False
         outputs = model(**inputs)
         losses = self.per_molecule_losses(outputs, labels)
         if num_items_in_batch is None:  # evaluation, or a plain call: mean over this batch
@@ -190,6 +236,22 @@ class CMIMTrainer(Trainer):
         if model.training:
             self._accumulate_components(losses)
         return (loss, outputs) if return_outputs else loss
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer, with the posterior head's parameters in their own groups at
+        ``posterior_lr_multiplier`` times the learning rate."""
+        optimizer = super().create_optimizer(model)
+        multiplier = self.args.posterior_lr_multiplier
+        if multiplier == 1.0:
+            return optimizer
+        opt_model = self.model if model is None else model
+        head = {id(p) for n, p in opt_model.named_parameters() if ".posterior_proj." in f".{n}"}
+        for group in list(optimizer.param_groups):
+            moved = [p for p in group["params"] if id(p) in head]
+            if moved:
+                group["params"] = [p for p in group["params"] if id(p) not in head]
+                optimizer.add_param_group({**group, "params": moved, "lr": group["lr"] * multiplier})
+        return optimizer
 
     def _accumulate_components(self, losses: dict[str, torch.Tensor]) -> None:
         total = losses["total"].detach()
@@ -234,24 +296,37 @@ class CMIMTrainer(Trainer):
 
     @torch.no_grad()
     def reconstruction_metrics(self, eval_dataset=None) -> dict[str, float]:
-        """Token accuracy and exact match of greedy reconstruction (z = mu) on the eval set."""
+        """Token accuracy and exact match of greedy reconstruction (z = mu) on the eval set, and the
+        activity of its codes (active units, participation ratio; :mod:`cmim_hf.latent_stats`)."""
         from .evaluation.metrics import load_metric
 
         metric = load_metric("reconstruction")
         model = self.model.eval()
+        z_means = []
         for inputs in self.get_eval_dataloader(eval_dataset):
             inputs = self._prepare_inputs(inputs)
             labels = inputs.pop("labels")
-            predictions = model(**inputs).logits.argmax(dim=-1)
-            predictions, labels = self.accelerator.gather_for_metrics(
+            outputs = model(**inputs)
+            predictions, labels, z_mean = self.accelerator.gather_for_metrics(
                 (
-                    self.accelerator.pad_across_processes(predictions, dim=1, pad_index=-100),
+                    self.accelerator.pad_across_processes(
+                        outputs.logits.argmax(dim=-1), dim=1, pad_index=-100
+                    ),
                     self.accelerator.pad_across_processes(labels, dim=1, pad_index=-100),
+                    outputs.z_mean,
                 )
             )
+            z_means.append(z_mean.float().cpu())
             keep = labels != -100
             metric.add_batch(
                 predictions=[row[mask].tolist() for row, mask in zip(predictions, keep)],
                 references=[row[mask].tolist() for row, mask in zip(labels, keep)],
             )
-        return metric.compute()
+        results = metric.compute()
+        codes = torch.cat(z_means)
+        if len(codes) >= 2:
+            activity = latent_activity(codes)
+            results.update(
+                active_units=activity["active_units"], participation_ratio=activity["participation_ratio"]
+            )
+        return results

@@ -53,6 +53,7 @@ def make_trainer(tmp_path, tokenizer, model=None, molecules=SMILES, **overrides)
         train_dataset=Dataset.from_dict({"smiles": list(molecules)}),
         eval_dataset=Dataset.from_dict({"smiles": list(molecules)}),
         data_collator=CMIMDataCollator(tokenizer),
+        processing_class=tokenizer,
     )
 
 

@@ -383,9 +383,11 @@ class CMIMEncoder(nn.Module):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
+        sample_latent: bool | None = None,
     ) -> CMIMEncoderOutput:
-        """input_ids (B, T), attention_mask (B, T) -> CMIMEncoderOutput (z sampled iff training).
+        """input_ids (B, T), attention_mask (B, T) -> CMIMEncoderOutput.
 
+        z is a posterior sample if ``sample_latent`` (default: in training mode), else z = mu.
         ``output_attentions`` and ``return_dict`` are accepted for GenerationMixin and ignored.
         """
         length = input_ids.shape[1]
@@ -410,7 +412,8 @@ class CMIMEncoder(nn.Module):
 
         z_mean, raw_logvar = self.bottleneck(token_states, key_mask)
         z_logvar = self.posterior_logvar(z_mean, raw_logvar)
-        z = z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean) if self.training else z_mean
+        sample = self.training if sample_latent is None else sample_latent
+        z = z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean) if sample else z_mean
         return CMIMEncoderOutput(
             last_hidden_state=z,
             z_mean=z_mean,
@@ -518,6 +521,13 @@ class CMIMPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, CMIMBottleneck):
             init.normal_(module.queries, mean=0.0, std=self.config.init_std)
+            bias = module.posterior_proj.bias
+            if module.predicts_logvar and not getattr(bias, "_is_hf_initialized", False):
+                # Start the posterior at its floor (sigma = exp(logvar_min / 2)): with the default
+                # zero bias sigma ~ 1 dwarfs the ~0.1 spread of mu, z is pure noise and the decoder
+                # learns to ignore it (posterior collapse, method.md section 2).
+                with torch.no_grad():
+                    bias[self.config.latent_size :].fill_(self.config.logvar_min)
 
 
 class CMIMModel(CMIMPreTrainedModel):
@@ -567,12 +577,14 @@ class CMIMModel(CMIMPreTrainedModel):
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        sample_latent: bool | None = None,
         **kwargs,
     ) -> CMIMModelOutput:
         """Encode ``input_ids`` (or take ``encoder_outputs``), decode teacher-forced.
 
         Without ``decoder_input_ids`` the decoder reads ``[<bos>] + x`` built by
-        :func:`prepare_decoder_inputs`. Extra ``kwargs`` (from GenerationMixin) are ignored.
+        :func:`prepare_decoder_inputs`. ``sample_latent`` overrides the encoder's default (sample z
+        in training, z = mu in eval). Extra ``kwargs`` (from GenerationMixin) are ignored.
         """
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -581,7 +593,10 @@ class CMIMModel(CMIMPreTrainedModel):
             if input_ids is None:
                 raise ValueError("pass input_ids or encoder_outputs")
             encoder_outputs = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                output_hidden_states=output_hidden_states,
+                sample_latent=sample_latent,
             )
         elif not isinstance(encoder_outputs, CMIMEncoderOutput):
             encoder_outputs = CMIMEncoderOutput(last_hidden_state=encoder_outputs[0])
@@ -679,10 +694,12 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
         output_hidden_states: bool | None = None,
         return_loss: bool | None = None,
         return_dict: bool | None = None,
+        sample_latent: bool | None = None,
         **kwargs,
     ) -> CMIMSeq2SeqLMOutput:
         """input_ids/attention_mask (B, T); labels (B, T-1) as produced by
-        :func:`prepare_decoder_inputs` (``x + [<eos>]``, -100 at padding) -> CMIMSeq2SeqLMOutput."""
+        :func:`prepare_decoder_inputs` (``x + [<eos>]``, -100 at padding) -> CMIMSeq2SeqLMOutput.
+        ``sample_latent``: see [`CMIMModel.forward`]."""
         if decoder_input_ids is None and input_ids is not None:
             if attention_mask is None:
                 attention_mask = torch.ones_like(input_ids)
@@ -703,6 +720,7 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
             cache=cache,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
+            sample_latent=sample_latent,
         )
         logits = self.lm_head(outputs.last_hidden_state)  # (B, S, V)
 

@@ -1,0 +1,151 @@
+"""Short pre-training pilots that compare recipes for an informative latent (issue 12).
+
+Every pilot trains the same small cMIM model (d=128, 2+2 layers, batch 64, lr 2e-3 constant,
+3,000 steps = 192k MOSES molecules, one thread) with one change from the baseline, then measures on
+1,000 held-out molecules with z = mu: reconstruction loss, token accuracy, greedy exact match,
+active units (dimensions with Var[mu] > 0.01) and the participation ratio of the codes.
+
+    python benchmarks/latent_pilots.py --train-file ../shared/data/pretrain/moses_train.csv.gz \
+        --eval-file ../shared/data/pretrain/moses_test.csv.gz --out runs/latent_pilots --jobs 2
+
+``--only a,b`` runs some pilots; finished pilots are reused, interrupted ones resume from their last
+checkpoint. The table goes to ``<out>/pilots.md`` and ``<out>/pilots.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BASE_ARGS = [
+    "--hidden-size", "128", "--encoder-layers", "2", "--decoder-layers", "2", "--ffn-dim", "512",
+    "--num-attention-heads", "4", "--batch-size", "64", "--learning-rate", "2e-3",
+    "--lr-scheduler", "constant", "--warmup-steps", "0", "--logging-steps", "100",
+    "--save-total-limit", "1", "--num-proc", "1",
+]  # fmt: skip
+
+# name -> (what changes, extra `cmim pretrain` options). The baseline starts the posterior at its
+# floor, which is the model's initialisation since issue 12.
+PILOTS: dict[str, tuple[str, list[str]]] = {
+    "floor": ("log-variance bias at the floor (baseline)", []),
+    "deterministic-1000": ("z = mu for the first 1,000 steps", ["--deterministic-steps", "1000"]),
+    "latent-sum": ("latent term summed over dimensions", ["--latent-reduction", "sum"]),
+    "k4": ("K = 4 latents of size 32 (same 128 dims)", ["--num-latents", "4", "--latent-size", "32"]),
+    "contrastive-w10": ("contrastive weight 10", ["--contrastive-weight", "10"]),
+    "tau-0.02": ("contrastive temperature 0.02", ["--temperature", "0.02"]),
+    "posterior-lr-10x": ("posterior head at 10x the learning rate", ["--posterior-lr-multiplier", "10"]),
+    "free-nats-0.25": ("no prior pull within |z_d| < 1 (free nats 0.25)", ["--latent-free-nats", "0.25"]),
+    "logvar-min-12": ("log-variance floor -12 (sigma 0.0025)", ["--logvar-min", "-12"]),
+    "token-dropout-0.25": ("decoder word dropout 0.25", ["--decoder-token-dropout", "0.25"]),
+    "grouped": ("length-grouped batches", ["--group-by-length"]),
+}
+COLUMNS = (
+    "pilot",
+    "change",
+    "recon loss",
+    "token accuracy",
+    "exact",
+    "active units",
+    "participation ratio",
+    "molecules/s",
+)
+
+
+def pilot_argv(name: str, args: argparse.Namespace) -> list[str]:
+    run_dir = args.out / name
+    argv = [
+        "pretrain", "--train-file", str(args.train_file), "--eval-file", str(args.eval_file),
+        "--max-eval-samples", str(args.eval_molecules), "--output-dir", str(run_dir),
+        "--max-steps", str(args.max_steps), "--save-steps", str(args.save_steps),
+        "--max-train-samples", str(args.max_steps * 64), "--seed", str(args.seed),
+        *BASE_ARGS, *PILOTS[name][1], *args.extra,
+    ]  # fmt: skip
+    return argv + (["--resume"] if any(run_dir.glob("checkpoint-*")) else [])
+
+
+def run_pilots(names: list[str], args: argparse.Namespace) -> None:
+    """Run the unfinished pilots, ``--jobs`` at a time, one thread each, logging to <out>/<name>.log."""
+    todo = [n for n in names if not (args.out / n / "pretrain_results.json").is_file()]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    running: dict[str, subprocess.Popen] = {}
+    failed = []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            name = todo.pop(0)
+            log = (args.out / f"{name}.log").open("a", encoding="utf-8")
+            command = [sys.executable, "-m", "cmim_hf.cli", *pilot_argv(name, args)]
+            running[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        time.sleep(5)
+        for name, process in list(running.items()):
+            if process.poll() is not None:
+                del running[name]
+                if process.returncode != 0:
+                    failed.append(name)
+    if failed:
+        raise SystemExit(f"pilots failed: {', '.join(failed)} (see {args.out}/<name>.log)")
+
+
+def pilot_row(name: str, run_dir: Path) -> dict[str, Any]:
+    record = json.loads((run_dir / "pretrain_results.json").read_text())
+    held_out = record.get("held_out", {})
+    return {
+        "pilot": name,
+        "change": PILOTS[name][0],
+        "recon loss": record["last_logged_losses"].get("loss/reconstruction"),
+        "token accuracy": held_out.get("eval_token_accuracy"),
+        "exact": held_out.get("eval_exact_match"),
+        "active units": held_out.get("eval_active_units"),
+        "participation ratio": held_out.get("eval_participation_ratio"),
+        "molecules/s": record["molecules_seen"] / record["wall_time_s"],
+    }
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
+        return "" if value is None else str(value)
+
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cell(row[c]) for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--train-file", type=Path, required=True, help="pre-training corpus (.csv.gz)")
+    parser.add_argument("--eval-file", type=Path, required=True, help="held-out molecules")
+    parser.add_argument("--out", type=Path, required=True, help="one folder per pilot, and the tables")
+    parser.add_argument("--only", help=f"comma-separated pilots (default: all of {', '.join(PILOTS)})")
+    parser.add_argument("--jobs", type=int, default=1, help="pilots at once, one thread each")
+    parser.add_argument("--max-steps", type=int, default=3000, help="optimizer steps of batch 64")
+    parser.add_argument("--save-steps", type=int, default=500, help="checkpoint interval")
+    parser.add_argument("--eval-molecules", type=int, default=1000, help="held-out molecules measured")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every pilot")
+    parser.add_argument("extra", nargs="*", help="after --: more `cmim pretrain` options for every pilot")
+    args = parser.parse_args(argv)
+    names = args.only.split(",") if args.only else list(PILOTS)
+    unknown = sorted(set(names) - set(PILOTS))
+    if unknown:
+        parser.error(f"unknown pilots: {', '.join(unknown)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    run_pilots(names, args)
+    finished = [n for n in PILOTS if (args.out / n / "pretrain_results.json").is_file()]
+    rows = [pilot_row(n, args.out / n) for n in finished]
+    command = "python benchmarks/latent_pilots.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    (args.out / "pilots.json").write_text(json.dumps({"command": command, "pilots": rows}, indent=2))
+    (args.out / "pilots.md").write_text(f"`{command}`\n\n" + markdown_table(rows))
+    print(markdown_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
