@@ -1,13 +1,41 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
+HERE = Path(__file__).resolve().parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"$', (HERE / "cmim_hf" / "version.py").read_text(encoding="utf-8"), re.M
+).group(1)
+
 setup(
     name="cmim_hf",
-    version="0.1.0",
+    version=VERSION,
     description="contrastive Mutual Information Machine (cMIM) for molecules, as a HuggingFace Transformers extension",
-    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
+    project_urls={
+        "Paper (cMIM)": "https://arxiv.org/abs/2502.19642",
+        "Paper (MolMIM)": "https://arxiv.org/abs/2208.09016",
+        "Paper (MIM)": "https://arxiv.org/abs/1910.03175",
+        "Transformers": "https://huggingface.co/docs/transformers",
+    },
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Science/Research",
+        "License :: OSI Approved :: Apache Software License",
+        "Operating System :: OS Independent",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Chemistry",
+    ],
+    keywords=["cmim", "mutual information machine", "molecules", "smiles", "transformers", "chemistry"],
     packages=find_packages(include=["cmim_hf", "cmim_hf.*"]),
     package_data={
         "cmim_hf": ["*.json", "data/**/*", "pretrained/**/*", "templates/*", "evaluation/metrics/**/*"]

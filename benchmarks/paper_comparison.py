@@ -48,11 +48,12 @@ from cmim_hf.generation import (
     sample_neighbourhood,
     sample_prior,
 )
-from cmim_hf.model_card import save_for_hub
+from cmim_hf.model_card import save_for_hub, write_model_card
 from cmim_hf.pretrain import load_smiles_corpus
 from cmim_hf.pretrain import main as pretrain_main
 
 OBJECTIVES = ("cmim", "mim", "infonce")
+CARD_MODEL_NAME = "cmim-moses-small"
 TASKS = ("esol", "freesolv", "lipo", "bace", "bbbp")
 CURVE_EVERY = 500  # steps between rows of the loss-curve table
 LOSS_TERMS = ("loss/reconstruction", "loss/latent", "loss/contrastive")
@@ -248,8 +249,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--train-file", type=Path, required=True)
-    parser.add_argument("--eval-file", type=Path, required=True, help="held-out molecules (MOSES test)")
+    parser.add_argument(
+        "--train-file", type=Path, help="pre-training corpus (required unless --rerender-card)"
+    )
+    parser.add_argument("--eval-file", type=Path, help="held-out molecules (MOSES test)")
     parser.add_argument("--out", type=Path, default=Path("runs/comparison"))
     parser.add_argument("--max-steps", type=int, default=4500)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -278,9 +281,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--results", type=Path, help="also copy comparison_results.json/.md into this folder")
     parser.add_argument(
+        "--rerender-card",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="only render the --ship folder's card again from this comparison_results.json",
+    )
+    parser.add_argument(
         "model_args", nargs="*", help="extra `cmim pretrain` options after `--`, e.g. -- --hidden-size 128"
     )
     args = parser.parse_args(argv)
+    if args.rerender_card:
+        if not args.ship:
+            parser.error("--rerender-card needs --ship FOLDER")
+        rerender_card(args.rerender_card, args.ship)
+        return json.loads(args.rerender_card.read_text(encoding="utf-8"))
+    if args.train_file is None or args.eval_file is None:
+        parser.error("--train-file and --eval-file are required")
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
@@ -314,9 +330,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return record
 
 
-def ship(model_dir: Path, record: dict[str, Any], folder: Path) -> Path:
-    """Save the cMIM model, tokenizer, remote code and a model card rendered from ``record``."""
-    model, tokenizer = load_model_for_generation(str(model_dir))
+def card_results(record: dict[str, Any]) -> dict[str, Any]:
+    """The results dict of the shipped cMIM model's card (``cmim_hf.model_card``), from ``record``."""
     training = record["pretraining"]["cmim"]
     generation = record["generation"]["cmim"]
     results = {
@@ -359,7 +374,27 @@ def ship(model_dir: Path, record: dict[str, Any], folder: Path) -> Path:
         },
         "reproduce": record["command"],
     }
-    return save_for_hub(model, tokenizer, folder, results, model_name="cmim-moses-small", license="mit")
+    return results
+
+
+def ship(model_dir: Path, record: dict[str, Any], folder: Path) -> Path:
+    """Save the cMIM model, tokenizer, remote code and a model card rendered from ``record``."""
+    model, tokenizer = load_model_for_generation(str(model_dir))
+    return save_for_hub(model, tokenizer, folder, card_results(record), model_name=CARD_MODEL_NAME)
+
+
+def rerender_card(record_path: Path, folder: Path) -> Path:
+    """Render the card of an already shipped ``folder`` again from a saved ``comparison_results.json``
+    (after a template change), without training or measuring anything."""
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    model, _ = load_model_for_generation(str(folder))
+    return write_model_card(
+        folder,
+        card_results(record),
+        model_name=CARD_MODEL_NAME,
+        config=model.config.to_dict(),
+        parameters=model.num_parameters(),
+    )
 
 
 if __name__ == "__main__":

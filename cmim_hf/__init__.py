@@ -30,8 +30,7 @@ from .pipelines import (
     register_pipelines,
 )
 from .tokenization_cmim import CMIMTokenizer
-
-__version__ = "0.1.0"
+from .version import __version__
 
 DEFAULT_CHECKPOINT: str = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
 """Folder of the pretrained cMIM checkpoint shipped in the package (``from_pretrained`` it, offline)."""
@@ -61,6 +60,7 @@ def __getattr__(name: str):
 _LAZY_EMBEDDING_NAMES = ("CMIMEmbedder", "CMIMFeaturizer", "EmbeddingResult", "read_embeddings")
 
 __all__ = [
+    "__version__",
     "DEFAULT_CHECKPOINT",
     "INFORMATIVE_TASK",
     "InformativeFeatureExtractionPipeline",

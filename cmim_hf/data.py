@@ -125,7 +125,7 @@ BUILTIN_TASKS: dict[str, TaskSpec] = {
         TaskSpec("lipo", "Lipophilicity.csv", "smiles", ("exp",), "regression"),
         TaskSpec("bace", "bace.csv", "mol", ("Class",), "classification"),
         TaskSpec("bace_pic50", "bace.csv", "mol", ("pIC50",), "regression"),
-        TaskSpec("bbbp", "BBBP.csv", "smiles", ("p_np",), "classification"),
+        TaskSpec("bbbp", "BBBP.csv", "smiles", ("BBBP",), "classification"),
         TaskSpec("clintox", "clintox.csv", "smiles", ("FDA_APPROVED", "CT_TOX"), "classification"),
         TaskSpec("tox21", "tox21.csv", "smiles", TOX21_LABELS, "classification"),
         TaskSpec("hiv", "HIV.csv", "smiles", ("HIV_active",), "classification"),

@@ -47,6 +47,7 @@ from .generation import CheckpointError, check_checkpoint_folder
 
 __all__ = [
     "UNMEASURED",
+    "PROJECT_LICENSE",
     "DEFAULT_TEMPLATE",
     "HUB_FILES",
     "load_benchmark",
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 UNMEASURED = "not measured yet"
+PROJECT_LICENSE = "apache-2.0"  # the license of cmim_hf, its code and the checkpoints it ships
+LICENSE_NAMES = {"apache-2.0": "Apache License 2.0", "mit": "MIT License"}
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
 HUB_FILES: tuple[str, ...] = (
     "config.json",
@@ -228,7 +231,7 @@ def render_model_card(
     repo_id: str | None = None,
     config: Mapping[str, Any] | None = None,
     parameters: int | None = None,
-    license: str | None = None,
+    license: str = PROJECT_LICENSE,
     template_path: str | os.PathLike | None = None,
 ) -> ModelCard:
     """Render the model card from measured results.
@@ -239,7 +242,7 @@ def render_model_card(
         repo_id: Hub id used in the usage examples (default: ``model_name``).
         config: the model config as a dict (``model.config.to_dict()``), for the architecture table.
         parameters: number of parameters, shown with the architecture.
-        license: Hub license identifier (e.g. ``"apache-2.0"``); omitted from the metadata if None.
+        license: Hub license identifier of the weights and code (default: the project's, Apache-2.0).
         template_path: Jinja template (default: ``cmim_hf/templates/model_card.md``).
 
     Returns:
@@ -288,6 +291,9 @@ def render_model_card(
         if results.get("reproduce")
         else "",
         limitations="".join(f"- {item}\n" for item in results.get("limitations", ())),
+        license_name=LICENSE_NAMES.get(license, license),
+        license_id=license,
+        dataset_license=training.get("dataset_license", "see the training data above"),
     )
 
 
@@ -353,7 +359,7 @@ def create_cmim_model_card(
     trainer: Any,
     results: Mapping[str, Any] | None = None,
     model_name: str | None = None,
-    license: str | None = None,
+    license: str = PROJECT_LICENSE,
     dataset: str | list[str] | None = None,
     **_trainer_kwargs: Any,
 ) -> Path | None:

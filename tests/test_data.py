@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmim_hf.chem import validate_smiles
+from cmim_hf.chem import canonicalize, is_valid_smiles, validate_smiles
 from cmim_hf.data import (
     BUILTIN_TASKS,
     MOLECULENET_DIR,
@@ -69,11 +69,70 @@ def test_shipped_files_match_package_sha256sums() -> None:
         assert _sha256(MOLECULENET_DIR / filename) == sums[f"moleculenet/{filename}"], filename
 
 
+# BBBP and HIV ship as the CC0 copies of OpenDrugAI/AttentiveFP (issue 16), not the GPL-3.0 copies
+# of shared/data: other bytes (renamed BBBP columns, CRLF / blank-line endings), the same rows.
+CC0_REPLACED = {"BBBP.csv", "HIV.csv"}
+# sha256 of the "<smiles>\t<label!r>\n" rows that load_task read from the previous (GPL-sourced)
+# files, raw and RDKit-canonical ("<invalid>" for rows RDKit rejects); RDKit 2026.09.
+PREVIOUS_ROW_DIGESTS = {
+    "bbbp": (
+        "69a283c16dc6e60cb13155af2306c65f8dc1099ea6de395c73253d867d3fe885",
+        "fd8aa27d0fa5f1651084f9f9c1ec9a5de82e6f7390b93d9f6d1878f836aeb73d",
+    ),
+    "hiv": (
+        "d7988c9446bd2405dd759593dd8d70b0ae545ecfe279488f065a2723d35afc95",
+        "eb8318597c8b3724baf16edf0496e8b7398ce0e25b837106334b2d4cfbebfa0f",
+    ),
+}
+
+
+def _row_digest(task, canonical: bool) -> str:
+    digest = hashlib.sha256()
+    for smiles, label in zip(task.smiles, task.labels[:, 0]):
+        if canonical:
+            smiles = canonicalize(smiles) if is_valid_smiles(smiles) else "<invalid>"
+        digest.update(f"{smiles}\t{label!r}\n".encode())
+    return digest.hexdigest()
+
+
 @pytest.mark.skipif(not SHARED_SUMS.is_file(), reason="../shared/data/SHA256SUMS not present")
 def test_shipped_files_match_shared_sha256sums() -> None:
     sums = _sums(SHARED_SUMS)
-    for filename in NINE_FILES:
+    for filename in sorted(set(NINE_FILES) - CC0_REPLACED):
         assert _sha256(MOLECULENET_DIR / filename) == sums[f"moleculenet/{filename}"], filename
+
+
+@pytest.mark.parametrize("name", sorted(PREVIOUS_ROW_DIGESTS))
+def test_cc0_copies_give_the_rows_of_the_previous_files(name: str) -> None:
+    """Same SMILES strings and labels, in the same order, as the GPL-sourced files they replace, so
+    no benchmark number changes."""
+    assert _row_digest(load_task(name), canonical=False) == PREVIOUS_ROW_DIGESTS[name][0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(PREVIOUS_ROW_DIGESTS))
+def test_cc0_copies_give_the_canonical_rows_of_the_previous_files(name: str) -> None:
+    assert _row_digest(load_task(name), canonical=True) == PREVIOUS_ROW_DIGESTS[name][1]
+
+
+SHARED_MOLECULENET = REPO_ROOT.parent / "shared" / "data" / "moleculenet"
+
+
+@pytest.mark.skipif(not SHARED_MOLECULENET.is_dir(), reason="../shared/data not present")
+@pytest.mark.parametrize("name", sorted(PREVIOUS_ROW_DIGESTS))
+def test_cc0_copies_equal_the_shared_gpl_copies_row_by_row(name: str) -> None:
+    spec = BUILTIN_TASKS[name]
+    previous = pd.read_csv(SHARED_MOLECULENET / spec.filename)
+    task = load_task(name)
+    assert task.smiles == previous["smiles"].tolist()
+    previous_label = {"bbbp": "p_np", "hiv": "HIV_active"}[name]
+    assert np.array_equal(task.labels[:, 0], previous[previous_label].to_numpy(dtype=float))
+
+
+def test_no_gpl_text_is_shipped() -> None:
+    for path in MOLECULENET_DIR.parent.rglob("*"):
+        if path.is_file() and path.suffix in {".txt", ""}:
+            assert "GNU GENERAL PUBLIC LICENSE" not in path.read_text(errors="replace"), path
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
