@@ -262,6 +262,8 @@ def load_task(name: str, data_dir: str | Path | None = None) -> MoleculeTask:
         name: e.g. ``"esol"``, ``"freesolv"``, ``"lipo"``, ``"bace"``, ``"bace_pic50"``,
             ``"bbbp"``, ``"clintox"``, ``"tox21"``, ``"hiv"``, ``"sider"`` (case-insensitive).
         data_dir: folder holding the MoleculeNet files; defaults to the copy shipped in the package.
+            Each file keeps its upstream terms (``cmim_hf/data/README.md``); SIDER's own terms are
+            often cited as non-commercial.
 
     Raises:
         UnknownTaskError: for an unknown name; DataFileNotFoundError if the file is absent.

@@ -47,7 +47,8 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     )
     parser.add_argument(
         "--tasks", action="append", metavar="T1,T2",
-        help=f"built-in tasks (default: {DEFAULT_TASKS}, or none with --csv); any of {','.join(BUILTIN_TASKS)}",
+        help=f"built-in tasks (default: {DEFAULT_TASKS}, or none with --csv); any of {','.join(BUILTIN_TASKS)}. "
+        "Terms of each data set: cmim_hf/data/README.md (SIDER's own terms are often non-commercial)",
     )  # fmt: skip
     parser.add_argument(
         "--csv", type=Path, metavar="PATH", help="your own CSV or Parquet file as an extra task"
