@@ -42,12 +42,15 @@ from cmim_hf.evaluation.comparison import claims_table, headline_table, merge_be
 from cmim_hf.evaluation.featurizers import CMIMFeaturizer
 from cmim_hf.evaluation.reports import write_json
 from cmim_hf.generation import (
+    AggregatePosterior,
+    encode_smiles,
     fraction_unique,
     load_model_for_generation,
     reconstruct,
     sample_neighbourhood,
     sample_prior,
 )
+from cmim_hf.latent_stats import latent_activity
 from cmim_hf.model_card import save_for_hub, write_model_card
 from cmim_hf.pretrain import load_smiles_corpus
 from cmim_hf.pretrain import main as pretrain_main
@@ -74,7 +77,10 @@ GENERATION_COLUMNS = (
     "reconstruction_mean_tanimoto",
     "prior_validity",
     "prior_uniqueness",
+    "standard_prior_validity",
     "neighbourhood_validity",
+    "active_units",
+    "participation_ratio",
 )
 
 
@@ -139,7 +145,9 @@ def generative_metrics(model_dir: Path, args: argparse.Namespace) -> dict[str, A
     model, tokenizer = load_model_for_generation(str(model_dir))
     held_out = list(load_smiles_corpus(args.eval_file, limit=args.n_reconstruct)["smiles"])
     rec = reconstruct(model, tokenizer, held_out)
-    prior = sample_prior(model, tokenizer, args.n_samples, seed=args.seed)
+    aggregate = AggregatePosterior.load(model_dir)
+    prior = sample_prior(model, tokenizer, args.n_samples, seed=args.seed, prior=aggregate)
+    standard = sample_prior(model, tokenizer, args.n_samples, seed=args.seed) if aggregate else prior
     seeds = held_out[: max(1, args.n_samples // 10)]
     neighbours = sample_neighbourhood(
         model, tokenizer, seeds, n_per_seed=10, radius=args.radius, seed=args.seed
@@ -150,8 +158,12 @@ def generative_metrics(model_dir: Path, args: argparse.Namespace) -> dict[str, A
         "reconstruction_validity": rec.validity,
         "reconstruction_mean_tanimoto": float(np.nanmean(rec.similarity)),
         "prior_samples": len(prior.smiles),
+        "prior": "aggregate posterior" if aggregate else "standard normal",
         "prior_validity": prior.validity,
         "prior_uniqueness": fraction_unique(prior.smiles),
+        "standard_prior_validity": standard.validity,
+        "standard_prior_uniqueness": fraction_unique(standard.smiles),
+        **latent_activity(encode_smiles(model, tokenizer, held_out)),
         "neighbourhood_samples": len(neighbours.smiles),
         "neighbourhood_radius": args.radius,
         "neighbourhood_validity": neighbours.validity,
@@ -354,12 +366,16 @@ def card_results(record: dict[str, Any]) -> dict[str, Any]:
             "validity": generation["reconstruction_validity"],
             "mean_tanimoto": generation["reconstruction_mean_tanimoto"],
             "token_accuracy": training["held_out"].get("eval_token_accuracy"),
+            "active_units": generation.get("active_units"),
+            "participation_ratio": generation.get("participation_ratio"),
         },
         "sampling": {
             "molecules": generation["prior_samples"],
+            "prior": generation.get("prior", "standard normal"),
             "scale": 1.0,
             "validity": generation["prior_validity"],
             "uniqueness": generation["prior_uniqueness"],
+            "standard_prior_validity": generation.get("standard_prior_validity"),
             "neighbourhood_validity": generation["neighbourhood_validity"],
             "notes": f"neighbourhood: {generation['neighbourhood_samples']} samples, 10 around each of "
             f"the first MOSES-test molecules, radius {generation['neighbourhood_radius']}",
@@ -380,7 +396,10 @@ def card_results(record: dict[str, Any]) -> dict[str, Any]:
 def ship(model_dir: Path, record: dict[str, Any], folder: Path) -> Path:
     """Save the cMIM model, tokenizer, remote code and a model card rendered from ``record``."""
     model, tokenizer = load_model_for_generation(str(model_dir))
-    return save_for_hub(model, tokenizer, folder, card_results(record), model_name=CARD_MODEL_NAME)
+    prior = AggregatePosterior.load(model_dir)
+    return save_for_hub(
+        model, tokenizer, folder, card_results(record), aggregate_posterior=prior, model_name=CARD_MODEL_NAME
+    )
 
 
 def rerender_card(record_path: Path, folder: Path) -> Path:

@@ -61,8 +61,9 @@ def _generation_command(
     def setup(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
         from . import generation_cli
 
-        getattr(generation_cli, f"add_{name}_arguments")(parser)
-        return getattr(generation_cli, f"run_{name}_command")
+        function_name = name.replace("-", "_")
+        getattr(generation_cli, f"add_{function_name}_arguments")(parser)
+        return getattr(generation_cli, f"run_{function_name}_command")
 
     return setup
 
@@ -88,6 +89,10 @@ SUBCOMMANDS: dict[
     "optimize": (
         "property-guided CMA-ES search in latent space around seed molecules",
         _generation_command("optimize"),
+    ),
+    "fit-prior": (
+        "fit the aggregate posterior (the default sampling prior) of a checkpoint to training molecules",
+        _generation_command("fit-prior"),
     ),
 }
 

@@ -37,6 +37,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from . import chem
+from .latent_stats import fit_gaussian, gaussian_sampling_factor, sample_gaussian
 
 __all__ = [
     "CheckpointError",
@@ -52,6 +53,9 @@ __all__ = [
     "decode_latents",
     "reconstruct",
     "sample_prior",
+    "AggregatePosterior",
+    "AGGREGATE_POSTERIOR_FILE",
+    "fit_aggregate_posterior",
     "sample_neighbourhood",
     "interpolate",
     "interpolation_path",
@@ -522,6 +526,84 @@ def reconstruct(
     )
 
 
+AGGREGATE_POSTERIOR_FILE = "aggregate_posterior.safetensors"
+
+
+@dataclass
+class AggregatePosterior:
+    """The aggregate posterior of a checkpoint: a Gaussian N(mean, covariance) fitted to the posterior
+    means of ``molecules`` training molecules, stored next to the weights as
+    ``aggregate_posterior.safetensors``. Codes drawn from it lie where real codes lie; codes drawn
+    from N(0, I) mostly do not (the latent uses a few directions at a smaller scale).
+
+    mean: (D,) float64, D = K * L; covariance: (D, D) float64.
+    """
+
+    mean: torch.Tensor
+    covariance: torch.Tensor
+    molecules: int
+    source: str = ""
+
+    def sample(self, n: int, shape: tuple[int, int], generator: torch.Generator, scale: float = 1.0):
+        """``n`` codes (n, K, L) float32 from N(mean, scale^2 covariance)."""
+        draws = sample_gaussian(self.mean, gaussian_sampling_factor(self.covariance), n, generator, scale)
+        return draws.reshape(n, *shape)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``folder/aggregate_posterior.safetensors`` (through a temporary file and a rename)."""
+        from safetensors.torch import save_file
+
+        path = Path(folder) / AGGREGATE_POSTERIOR_FILE
+        partial = path.with_name(path.name + ".partial")
+        tensors = {
+            "mean": self.mean.double().contiguous(),
+            "covariance": self.covariance.double().contiguous(),
+        }
+        save_file(tensors, str(partial), metadata={"molecules": str(self.molecules), "source": self.source})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(partial, 0o666 & ~umask)  # like any file the user writes, not safetensors' private mode
+        os.replace(partial, path)
+        return path
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> AggregatePosterior | None:
+        """The aggregate posterior stored in a checkpoint folder, or None if it has none.
+
+        Raises:
+            CheckpointError: for an unreadable file.
+        """
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(folder) / AGGREGATE_POSTERIOR_FILE
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+                mean, covariance = handle.get_tensor("mean"), handle.get_tensor("covariance")
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"{path} is corrupt or truncated ({err})") from None
+        return cls(mean, covariance, int(metadata.get("molecules", 0)), metadata.get("source", ""))
+
+
+def fit_aggregate_posterior(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    smiles: Sequence[str],
+    source: str = "",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> AggregatePosterior:
+    """Fit N(mean, covariance) to the posterior means (z = mu) of valid training molecules.
+
+    Raises:
+        InvalidSmilesError / ValueError: as :func:`encode_smiles` (filter the molecules first).
+    """
+    codes = encode_smiles(model, tokenizer, smiles, batch_size)
+    mean, covariance = fit_gaussian(codes)
+    return AggregatePosterior(mean, covariance, len(codes), source)
+
+
 def sample_prior(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -531,12 +613,22 @@ def sample_prior(
     num_beams: int = 1,
     max_new_tokens: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    prior: AggregatePosterior | None = None,
 ) -> GenerationResult:
-    """Decode ``n`` codes drawn from the prior N(0, scale^2 I) (``scale`` < 1 trades diversity for validity)."""
+    """Decode ``n`` codes drawn from ``prior`` (an :class:`AggregatePosterior`, with its covariance
+    scaled by ``scale^2``) or, when it is None, from N(0, scale^2 I). ``scale`` < 1 trades diversity
+    for validity."""
     if n < 0 or scale < 0:
         raise ValueError(f"n and scale must be non-negative, got n={n}, scale={scale}")
-    shape = (n, model.config.num_latents, model.config.latent_size)
-    z = scale * torch.randn(shape, generator=_generator(seed))
+    shape = (model.config.num_latents, model.config.latent_size)
+    if prior is None:
+        z = scale * torch.randn((n, *shape), generator=_generator(seed))
+    else:
+        if prior.mean.numel() != shape[0] * shape[1]:
+            raise ValueError(
+                f"the aggregate posterior has {prior.mean.numel()} dimensions, the model {shape}"
+            )
+        z = prior.sample(n, shape, _generator(seed), scale)
     decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size)
     return GenerationResult(smiles=decoded, valid=_validity(decoded), latents=z)
 

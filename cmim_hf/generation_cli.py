@@ -4,6 +4,7 @@
     cmim sample --around seeds.csv -n 10 -o near.csv          sample around seed molecules
     cmim reconstruct molecules.csv -o recon.csv               encode (z = mu) and decode back
     cmim optimize seeds.csv --score qed -o better.csv         CMA-ES in latent space
+    cmim fit-prior train.csv --model runs/cmim/final          store the aggregate posterior
 
 Outputs are CSV (``.csv``) or JSON (``.json``: ``{"summary": ..., "molecules": [...]}``) files; a
 one-line summary goes to stderr. Input files are CSV (optionally gzipped) or Parquet with a SMILES
@@ -32,6 +33,7 @@ from .embedding import file_smiles_column, iter_file_chunks
 from .generation import CheckpointError
 
 OUTPUT_SUFFIXES: tuple[str, ...] = (".csv", ".json")
+PRIOR_CHOICES: tuple[str, ...] = ("aggregate", "standard")
 
 
 class UsageError(ValueError):
@@ -213,11 +215,18 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _add_output_argument(parser)
     parser.add_argument(
+        "--prior",
+        choices=PRIOR_CHOICES,
+        default="aggregate",
+        help="aggregate: codes from the Gaussian fitted to the training codes, stored in the checkpoint "
+        "(cmim fit-prior); standard: N(0, I) (default: aggregate, standard if the checkpoint has none)",
+    )
+    parser.add_argument(
         "--scale",
         type=float,
         default=1.0,
-        help="prior sampling: codes are drawn from N(0, scale^2 I); below 1 trades diversity for validity "
-        "(default: 1.0)",
+        help="prior sampling: multiplies the prior's standard deviation; below 1 trades diversity for "
+        "validity (default: 1.0)",
     )
     parser.add_argument(
         "--around",
@@ -264,11 +273,16 @@ def _sample(args: argparse.Namespace) -> str:
         )
         columns = ["seed_index", "seed", "smiles", "valid", "similarity"]
     else:
+        prior = _aggregate_posterior(args) if args.prior == "aggregate" else None
         result = generation.sample_prior(
-            model, tokenizer, args.num_samples, args.scale, args.seed, **_decode_options(args)
+            model, tokenizer, args.num_samples, args.scale, args.seed, prior=prior, **_decode_options(args)
         )
         columns = ["smiles", "valid"]
+        prior_used = "aggregate" if prior is not None else "standard"
+        if args.prior == "aggregate" and prior is None:
+            prior_used += " (the checkpoint has no aggregate posterior: cmim fit-prior adds one)"
     summary: dict[str, Any] = {
+        **({"prior": prior_used} if seeds is None else {}),
         "molecules": len(result),
         "validity": result.validity,
         "uniqueness": generation.fraction_unique(result.smiles),
@@ -279,9 +293,82 @@ def _sample(args: argparse.Namespace) -> str:
     return f"{_format_summary(summary)} -> {args.output}"
 
 
+def _aggregate_posterior(args: argparse.Namespace) -> generation.AggregatePosterior | None:
+    """The aggregate posterior stored in the --model folder (None for a Hub id or a folder without one)."""
+    folder = Path(args.model or DEFAULT_CHECKPOINT)
+    return generation.AggregatePosterior.load(folder) if folder.is_dir() else None
+
+
 def run_sample_command(args: argparse.Namespace) -> int:
     """Run `cmim sample`; returns the exit code."""
     return _run("sample", args, _sample)
+
+
+# ---------------------------------------------------------------------------------------------
+# cmim fit-prior
+# ---------------------------------------------------------------------------------------------
+
+
+def add_fit_prior_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `cmim fit-prior` options to `parser`."""
+    _describe(
+        parser,
+        "Fits a Gaussian to the posterior means of training molecules and stores it in the checkpoint\n"
+        f"folder as {generation.AGGREGATE_POSTERIOR_FILE}; `cmim sample` then draws from it by default.\n"
+        "example:\n  cmim fit-prior moses_train.csv.gz --model runs/cmim/final --max-molecules 20000",
+    )
+    _add_input_arguments(
+        parser, "training molecules (rows RDKit rejects or the model cannot read are skipped)"
+    )
+    parser.add_argument(
+        "--model", required=True, help="local checkpoint folder of a cMIM model; the prior is written into it"
+    )
+    parser.add_argument(
+        "--max-molecules",
+        type=int,
+        default=20000,
+        help="use the first N molecules of the file (default: 20000)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an aggregate posterior the checkpoint already has"
+    )
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="molecules encoded per batch (default: 256)"
+    )
+
+
+def _fit_prior(args: argparse.Namespace) -> str:
+    folder = Path(args.model)
+    if not folder.is_dir():
+        raise UsageError(f"--model must be a local checkpoint folder, got {folder}")
+    target = folder / generation.AGGREGATE_POSTERIOR_FILE
+    if target.exists() and not args.overwrite:
+        raise UsageError(f"{target} exists; pass --overwrite to replace it")
+    if args.max_molecules < 2 or args.batch_size < 1:
+        raise UsageError("--max-molecules must be at least 2 and --batch-size positive")
+    column = file_smiles_column(args.input, args.smiles_col)
+    values: list[Any] = []
+    for chunk in iter_file_chunks(args.input, column, chunk_size=65536):
+        values += chunk[: args.max_molecules - len(values)]
+        if len(values) >= args.max_molecules:
+            break
+    model, tokenizer = _load(args)
+    usable, reasons = _screen(values, tokenizer, model)
+    known = [i for i in usable if tokenizer.unk_token_id not in tokenizer(values[i])["input_ids"]]
+    if len(known) < 2:
+        raise UsageError(f"{args.input}: fewer than 2 usable molecules among the first {len(values)} rows")
+    prior = generation.fit_aggregate_posterior(
+        model, tokenizer, [values[i] for i in known], source=str(args.input), batch_size=args.batch_size
+    )
+    prior.save(folder)
+    skipped = len(values) - len(known)
+    return f"fitted to {len(known)} molecules ({skipped} skipped) -> {target}"
+
+
+def run_fit_prior_command(args: argparse.Namespace) -> int:
+    """Run `cmim fit-prior`; returns the exit code."""
+    return _run("fit-prior", args, _fit_prior)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,10 @@
   covariance of mu: the effective number of directions the codes spread over (1 when all variance
   lies on one axis, D when it is spread evenly over D orthogonal directions).
 
+- The aggregate posterior: a Gaussian N(m, C) fitted to the codes of the training molecules, the
+  distribution that :func:`cmim_hf.generation.sample_prior` draws from by default (codes drawn
+  from N(0, I) lie far off the manifold the codes actually occupy).
+
 Codes are ``(N, K, L)`` or ``(N, D)``; every function flattens all dimensions but the first.
 """
 
@@ -48,4 +52,45 @@ def latent_activity(z_mean: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) ->
     }
 
 
-__all__ = ["ACTIVE_UNIT_THRESHOLD", "active_units", "latent_activity", "participation_ratio"]
+# ---------------------------------------------------------------------------------------------
+# The aggregate posterior: a Gaussian fitted to the codes of the training molecules
+# ---------------------------------------------------------------------------------------------
+
+
+def fit_gaussian(codes: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean (D,) and unbiased covariance (D, D) (float64) of ``codes`` (N, ...) flattened to D."""
+    flat = _flat_float64(codes)
+    mean = flat.mean(dim=0)
+    centred = flat - mean
+    return mean, centred.T @ centred / (flat.shape[0] - 1)
+
+
+def gaussian_sampling_factor(covariance: Tensor, jitter: float = 1e-6) -> Tensor:
+    """A (D, D) lower-triangular L with L L^T = covariance (+ ``jitter`` * I when it is singular,
+    e.g. fitted to fewer molecules than dimensions or with dead dimensions)."""
+    covariance = covariance.double()
+    factor, info = torch.linalg.cholesky_ex(covariance)
+    if info != 0:
+        eye = torch.eye(covariance.shape[0], dtype=covariance.dtype, device=covariance.device)
+        factor = torch.linalg.cholesky(covariance + jitter * eye)
+    return factor
+
+
+def sample_gaussian(
+    mean: Tensor, factor: Tensor, n: int, generator: torch.Generator, scale: float = 1.0
+) -> Tensor:
+    """``n`` draws (n, D) float32 of N(mean, scale^2 L L^T) with ``factor`` L from
+    :func:`gaussian_sampling_factor`; the standard normals come from ``generator``."""
+    noise = torch.randn(n, mean.shape[0], generator=generator, dtype=torch.float64)
+    return (mean.double() + scale * noise @ factor.double().T).float()
+
+
+__all__ = [
+    "ACTIVE_UNIT_THRESHOLD",
+    "active_units",
+    "fit_gaussian",
+    "gaussian_sampling_factor",
+    "latent_activity",
+    "participation_ratio",
+    "sample_gaussian",
+]

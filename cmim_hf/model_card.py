@@ -75,7 +75,16 @@ HUB_FILES: tuple[str, ...] = (
 )
 TAGS: tuple[str, ...] = ("cmim", "chemistry", "molecules", "smiles", "feature-extraction", "custom_code")
 # Keys of a results section that describe the measurement rather than being a metric.
-CONTEXT_KEYS: tuple[str, ...] = ("dataset", "split", "molecules", "decoding", "scale", "reference", "notes")
+CONTEXT_KEYS: tuple[str, ...] = (
+    "dataset",
+    "split",
+    "molecules",
+    "decoding",
+    "prior",
+    "scale",
+    "reference",
+    "notes",
+)
 ARCHITECTURE_FIELDS: tuple[tuple[str, str], ...] = (
     ("hidden_size", "hidden size"),
     ("encoder_layers", "encoder layers"),
@@ -186,7 +195,7 @@ def _eval_results(results: Mapping[str, Any], benchmark: Mapping[str, Any] | Non
     entries = []
     for section, task_type, task_name, default_dataset in (
         ("reconstruction", "text2text-generation", "SMILES reconstruction (z = mu)", "held-out SMILES"),
-        ("sampling", "text-generation", "Sampling from the prior N(0, I)", "prior samples"),
+        ("sampling", "text-generation", "Sampling from the prior", "prior samples"),
     ):
         values = results.get(section) or {}
         dataset = str(values.get("dataset", default_dataset))
@@ -334,12 +343,14 @@ def save_for_hub(
     tokenizer: Any,
     folder: str | os.PathLike,
     results: Mapping[str, Any] | None = None,
+    aggregate_posterior: Any | None = None,
     **card_kwargs: Any,
 ) -> Path:
     """Write everything the Hub repo needs into ``folder`` and check it.
 
-    Saves the model (safetensors, config, remote code, the feature-extraction pipeline) and the
-    tokenizer, renders the card from ``results`` into README.md (``card_kwargs`` go to
+    Saves the model (safetensors, config, remote code, the feature-extraction pipeline), the
+    tokenizer and, if given, the :class:`cmim_hf.generation.AggregatePosterior` (the default
+    sampling prior), renders the card from ``results`` into README.md (``card_kwargs`` go to
     :func:`render_model_card`; the architecture and parameter count come from the model), then
     runs :func:`check_hub_folder`. Publish with ``hf upload <user>/<model-name> <folder> .``.
 
@@ -349,6 +360,8 @@ def save_for_hub(
     folder = Path(folder)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    if aggregate_posterior is not None:
+        aggregate_posterior.save(folder)
     card_kwargs.setdefault("config", model.config.to_dict())
     card_kwargs.setdefault("parameters", model.num_parameters())
     write_model_card(folder, results, **card_kwargs)

@@ -23,6 +23,7 @@ from transformers import set_seed
 
 from .chem import InvalidSmilesError, parse_smiles
 from .configuration_cmim import CMIMConfig
+from .generation import fit_aggregate_posterior
 from .modeling_cmim import CMIMForConditionalGeneration
 from .tokenization_cmim import CMIMTokenizer
 from .trainer import OBJECTIVES, CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
@@ -182,6 +183,13 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="resume from the last checkpoint in --output-dir"
     )
     train.add_argument("--report-to", default="none", help="Trainer loggers, e.g. tensorboard")
+    train.add_argument(
+        "--prior-molecules",
+        type=int,
+        default=20000,
+        help="fit the aggregate posterior (cmim sample's default prior) to the first N training "
+        "molecules and store it with the final model; 0 skips it",
+    )
 
 
 def build_model(args: argparse.Namespace, tokenizer: CMIMTokenizer) -> CMIMForConditionalGeneration:
@@ -271,6 +279,14 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     train_result = trainer.train(resume_from_checkpoint=True if args.resume else None)
     trainer.save_model(str(output_dir / "final"))
     tokenizer.save_pretrained(str(output_dir / "final"))
+    prior_molecules = min(args.prior_molecules, len(train_set))
+    if prior_molecules >= 2 and trainer.is_world_process_zero():
+        fit_aggregate_posterior(
+            trainer.model,
+            tokenizer,
+            train_set.select(range(prior_molecules))["smiles"],
+            source=f"{args.train_file}: first {prior_molecules} usable training molecules",
+        ).save(output_dir / "final")
 
     record: dict[str, Any] = {
         "command": "cmim pretrain " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:])),
@@ -286,6 +302,7 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         "train_loss": train_result.training_loss,
         "last_logged_losses": next((e for e in reversed(trainer.state.log_history) if "loss/total" in e), {}),
         "skipped_train_molecules": len(train_skipped),
+        "aggregate_posterior_molecules": prior_molecules if prior_molecules >= 2 else 0,
     }
     if eval_set is not None:
         record["held_out"] = trainer.evaluate()

@@ -17,7 +17,7 @@ from conftest import SMILES, tiny_config
 from rdkit import Chem
 
 import cmim_hf
-from cmim_hf import generation_cli
+from cmim_hf import generation, generation_cli
 
 INVALID = "C1CC"
 TOO_LONG = "C" * 40  # more tokens than the tiny model's 32 positions
@@ -100,7 +100,7 @@ def parse(add_arguments, argv: list[str]) -> argparse.Namespace:
 
 
 def test_help_explains_every_option() -> None:
-    for name in ("sample", "reconstruct", "optimize"):
+    for name in ("sample", "reconstruct", "optimize", "fit_prior"):
         parser = argparse.ArgumentParser(prog=f"cmim {name}")
         getattr(generation_cli, f"add_{name}_arguments")(parser)
         text = parser.format_help()
@@ -116,6 +116,41 @@ def test_sample_from_the_prior(workdir: Path, console) -> None:
     table = pd.read_csv(workdir / "prior.csv", keep_default_na=False)
     assert list(table.columns) == ["smiles", "valid"] and len(table) == 6
     assert table["valid"].tolist() == [s != "" and Chem.MolFromSmiles(s) is not None for s in table["smiles"]]
+
+
+def test_sample_says_which_prior_it_used(console) -> None:
+    assert "prior standard (the checkpoint has no aggregate posterior" in console["sample"].stderr
+
+
+def test_fit_prior_then_sample_from_the_aggregate_posterior(workdir: Path, tmp_path: Path, capsys) -> None:
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(workdir / "ckpt", checkpoint)
+    molecules = workdir / "molecules.csv"  # 4 usable rows, an invalid and a too-long one
+    code, err = run_in_process("fit_prior", [str(molecules), "--model", str(checkpoint)], capsys)
+    assert code == 0, err
+    assert "fitted to 4 molecules (2 skipped)" in err
+    prior = generation.AggregatePosterior.load(checkpoint)
+    assert prior.molecules == 4 and str(molecules) in prior.source
+
+    code, err = run_in_process("fit_prior", [str(molecules), "--model", str(checkpoint)], capsys)
+    assert code == 2 and "exists; pass --overwrite" in err
+    argv = [str(molecules), "--model", str(checkpoint), "--overwrite", "--max-molecules", "2"]
+    code, err = run_in_process("fit_prior", argv, capsys)
+    assert code == 0 and "fitted to 2 molecules" in err
+
+    output = tmp_path / "samples.json"
+    argv = ["-n", "3", "-o", str(output), "--model", str(checkpoint), "--max-length", "8", "--seed", "5"]
+    code, err = run_in_process("sample", argv, capsys)
+    assert code == 0, err
+    payload = json.loads(output.read_text())
+    assert payload["summary"]["prior"] == "aggregate"
+    model, tokenizer = generation.load_model_for_generation(checkpoint, device="cpu")
+    expected = generation.sample_prior(
+        model, tokenizer, 3, seed=5, max_new_tokens=8, prior=generation.AggregatePosterior.load(checkpoint)
+    )
+    assert [m["smiles"] for m in payload["molecules"]] == expected.smiles
+    code, err = run_in_process("sample", [*argv, "--prior", "standard"], capsys)
+    assert code == 0 and "prior standard," in err
 
 
 def test_sample_around_seed_molecules(workdir: Path, tmp_path: Path, capsys) -> None:

@@ -11,7 +11,22 @@ from conftest import SMILES, tiny_config
 from test_trainer import make_trainer
 
 from cmim_hf import CMIMForConditionalGeneration
-from cmim_hf.latent_stats import active_units, latent_activity, participation_ratio
+from cmim_hf.generation import (
+    AGGREGATE_POSTERIOR_FILE,
+    AggregatePosterior,
+    CheckpointError,
+    encode_smiles,
+    fit_aggregate_posterior,
+    sample_prior,
+)
+from cmim_hf.latent_stats import (
+    active_units,
+    fit_gaussian,
+    gaussian_sampling_factor,
+    latent_activity,
+    participation_ratio,
+    sample_gaussian,
+)
 from cmim_hf.losses import amim_latent_loss
 from cmim_hf.trainer import CMIMDataCollator, CMIMTrainingArguments
 
@@ -170,3 +185,47 @@ def test_evaluation_reports_active_units(tmp_path, tokenizer) -> None:
 def test_invalid_latent_options_raise(tmp_path, field: str, value, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         CMIMTrainingArguments(output_dir=str(tmp_path), report_to="none", **{field: value})
+
+
+# --- aggregate posterior -------------------------------------------------------------------------
+
+
+def test_fit_and_sample_gaussian_recover_mean_and_covariance() -> None:
+    generator = torch.Generator().manual_seed(0)
+    mixing = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.3, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    codes = torch.randn(50000, 3, generator=generator, dtype=torch.float64) @ mixing.T + 2.0
+    mean, covariance = fit_gaussian(codes.reshape(50000, 1, 3))
+    assert torch.allclose(mean, torch.full((3,), 2.0, dtype=torch.float64), atol=0.02)
+    assert torch.allclose(covariance, mixing @ mixing.T, atol=0.02)
+    factor = gaussian_sampling_factor(covariance)  # singular (a dead dimension): jitter, no failure
+    draws = sample_gaussian(mean, factor, 50000, torch.Generator().manual_seed(1), scale=0.5)
+    assert draws.shape == (50000, 3) and draws.dtype == torch.float32
+    assert torch.allclose(draws.double().mean(0), mean, atol=0.02)
+    assert torch.allclose(torch.cov(draws.double().T), 0.25 * covariance, atol=0.02)
+
+
+def test_aggregate_posterior_round_trip_and_prior_sampling(tmp_path, tokenizer) -> None:
+    torch.manual_seed(0)
+    model = CMIMForConditionalGeneration(tiny_config(num_latents=2, latent_size=4)).eval()
+    prior = fit_aggregate_posterior(model, tokenizer, SMILES, source="conftest")
+    codes = encode_smiles(model, tokenizer, SMILES).reshape(len(SMILES), -1).double()
+    assert prior.molecules == len(SMILES) and prior.mean.shape == (8,)
+    assert torch.allclose(prior.mean, codes.mean(0)) and torch.allclose(prior.covariance, torch.cov(codes.T))
+
+    assert AggregatePosterior.load(tmp_path) is None
+    path = prior.save(tmp_path)
+    assert path.name == AGGREGATE_POSTERIOR_FILE and not list(tmp_path.glob("*.partial"))
+    loaded = AggregatePosterior.load(tmp_path)
+    assert torch.equal(loaded.mean, prior.mean) and torch.equal(loaded.covariance, prior.covariance)
+    assert (loaded.molecules, loaded.source) == (len(SMILES), "conftest")
+
+    sampled = sample_prior(model, tokenizer, 4, seed=3, prior=loaded, max_new_tokens=4)
+    expected = loaded.sample(4, (2, 4), torch.Generator().manual_seed(3))
+    assert torch.equal(sampled.latents, expected)
+    standard = sample_prior(model, tokenizer, 4, seed=3, max_new_tokens=4)
+    assert torch.equal(standard.latents, torch.randn(4, 2, 4, generator=torch.Generator().manual_seed(3)))
+    with pytest.raises(ValueError, match="dimensions"):
+        sample_prior(CMIMForConditionalGeneration(tiny_config()), tokenizer, 2, prior=loaded)
+    (tmp_path / AGGREGATE_POSTERIOR_FILE).write_bytes(b"truncated")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        AggregatePosterior.load(tmp_path)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cmim_hf import CMIMForConditionalGeneration
+from cmim_hf.generation import AggregatePosterior
 from cmim_hf.pretrain import CorpusError, load_smiles_corpus, main
 
 MOSES = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
@@ -54,7 +55,14 @@ def test_pretrain_skips_bad_rows_checkpoints_and_reports(tmp_path) -> None:
     assert (out / "checkpoint-4").is_dir()
     results = json.loads((out / "pretrain_results.json").read_text())
     assert results["steps"] == 4 and results["skipped_train_molecules"] == 3
-    assert {"eval_token_accuracy", "eval_exact_match"} <= set(results["held_out"])
+    assert {
+        "eval_token_accuracy",
+        "eval_exact_match",
+        "eval_active_units",
+        "eval_participation_ratio",
+    } <= set(results["held_out"])
+    prior = AggregatePosterior.load(out / "final")  # fitted to every usable molecule (fewer than 20000)
+    assert prior.molecules == results["aggregate_posterior_molecules"] == 64
     assert results["last_logged_losses"]["loss/total"] > 0
     model = CMIMForConditionalGeneration.from_pretrained(out / "final")
     assert model.config.hidden_size == 32
