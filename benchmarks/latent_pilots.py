@@ -53,7 +53,6 @@ COLUMNS = (
     "exact",
     "active units",
     "participation ratio",
-    "molecules/s",
 )
 
 
@@ -102,7 +101,6 @@ def pilot_row(name: str, run_dir: Path) -> dict[str, Any]:
         "exact": held_out.get("eval_exact_match"),
         "active units": held_out.get("eval_active_units"),
         "participation ratio": held_out.get("eval_participation_ratio"),
-        "molecules/s": record["molecules_seen"] / record["wall_time_s"],
     }
 
 
