@@ -20,6 +20,8 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
+from .configuration_cmim import SMILES_NORMALIZATIONS
+
 __all__ = [
     "InvalidSmilesError",
     "InvalidRow",
@@ -27,6 +29,8 @@ __all__ = [
     "parse_smiles",
     "is_valid_smiles",
     "canonicalize",
+    "normalize_smiles",
+    "SMILES_NORMALIZATIONS",
     "murcko_scaffold",
     "ecfp4",
     "descriptor_names",
@@ -127,6 +131,22 @@ def is_valid_smiles(smiles: str) -> bool:
     except InvalidSmilesError:
         return False
     return True
+
+
+def normalize_smiles(smiles: str, scheme: str) -> str:
+    """``smiles`` written as a checkpoint's training SMILES were (``CMIMConfig.smiles_normalization``):
+    ``"none"`` as given (checked with RDKit), ``"canonical"`` RDKit canonical SMILES with stereo,
+    ``"canonical_nostereo"`` RDKit canonical SMILES without stereo (MOSES's form).
+
+    Raises:
+        InvalidSmilesError: if RDKit rejects the input; ValueError for an unknown scheme.
+    """
+    if scheme not in SMILES_NORMALIZATIONS:
+        raise ValueError(f"unknown SMILES normalization {scheme!r}; choose one of {SMILES_NORMALIZATIONS}")
+    if scheme == "none":
+        parse_smiles(smiles)
+        return smiles
+    return canonicalize(smiles, isomeric=scheme == "canonical")
 
 
 def canonicalize(smiles: str, isomeric: bool = True) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from . import DEFAULT_CHECKPOINT
+from .chem import SMILES_NORMALIZATIONS
 from .embedding import CMIMEmbedder, file_smiles_column
 from .pipelines import SOURCES, validate_options
 from .pooling import LAYER_MODES, POOLING_MODES, LayerSpec
@@ -80,7 +81,14 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
         help="rows read, length-sorted and written at a time (default 16384)",
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--canonicalize", action="store_true", help="embed RDKit canonical SMILES")
+    parser.add_argument(
+        "--smiles-normalization",
+        choices=("checkpoint", *SMILES_NORMALIZATIONS),
+        default="checkpoint",
+        help="rewrite each SMILES before embedding it: as the checkpoint's training SMILES were "
+        "(its config's smiles_normalization), none (as given), canonical or canonical_nostereo "
+        "(default: checkpoint)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -114,7 +122,7 @@ def run_embed_command(args: argparse.Namespace) -> int:
             include_latent=args.include_latent,
             batch_size=args.batch_size,
             device=args.device,
-            canonicalize=args.canonicalize,
+            normalize=True if args.smiles_normalization == "checkpoint" else args.smiles_normalization,
             on_invalid="nan",
             chunk_size=args.chunk_size,
             progress=False if args.no_progress else None,

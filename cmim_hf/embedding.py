@@ -163,6 +163,20 @@ def load_model_and_tokenizer(name_or_path: str | os.PathLike) -> tuple[PreTraine
     return model, tokenizer
 
 
+def smiles_normalization_of(model: PreTrainedModel, normalize: bool | str) -> str:
+    """The scheme to apply: the model config's ``smiles_normalization`` for True ("none" when the
+    checkpoint records none), "none" for False, else ``normalize`` itself (validated)."""
+    if normalize is True:
+        return getattr(model.config, "smiles_normalization", None) or "none"
+    if normalize is False:
+        return "none"
+    if normalize not in chem.SMILES_NORMALIZATIONS:
+        raise ValueError(
+            f"normalize must be a bool or one of {chem.SMILES_NORMALIZATIONS}, got {normalize!r}"
+        )
+    return normalize
+
+
 def _distributed_rank_world() -> tuple[int, int]:
     """(rank, world size) from torch.distributed or from torchrun/accelerate environment variables."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -196,7 +210,9 @@ class CMIMEmbedder:
             last layer, mean over real tokens, concatenated with mu for cMIM).
         batch_size: molecules per forward pass.
         device: torch device; default CUDA (this process's LOCAL_RANK) if available, else CPU.
-        canonicalize: embed RDKit canonical SMILES instead of the given strings.
+        normalize: write each SMILES as the checkpoint's training SMILES were before embedding it:
+            True (default) applies the model config's ``smiles_normalization``, False embeds the
+            strings as given, or a scheme of ``cmim_hf.chem.SMILES_NORMALIZATIONS``.
         on_invalid: "raise", "nan" or "skip" (see module docstring).
         chunk_size: rows validated, tokenized and length-sorted together; bounds memory.
         progress: show a tqdm bar; None shows one for inputs of 2048 rows or more.
@@ -219,7 +235,7 @@ class CMIMEmbedder:
         include_latent: bool | None = None,
         batch_size: int = 256,
         device: str | torch.device | None = None,
-        canonicalize: bool = False,
+        normalize: bool | str = True,
         on_invalid: InvalidPolicy = "raise",
         chunk_size: int = 16384,
         progress: bool | None = None,
@@ -251,7 +267,7 @@ class CMIMEmbedder:
             "include_latent": include_latent,
         }
         self.batch_size = batch_size
-        self.canonicalize = canonicalize
+        self.normalization = smiles_normalization_of(self.model, normalize)
         self.on_invalid = on_invalid
         self.chunk_size = chunk_size
         self.progress = progress
@@ -289,15 +305,13 @@ class CMIMEmbedder:
         return embeddings.cpu().numpy()
 
     def _prepare(self, values: list[Any], start: int) -> tuple[list[int], list[str], list[InvalidRow]]:
-        """Validate (and canonicalise) one chunk -> (valid positions, strings to embed, invalid rows)."""
+        """Validate (and normalize) one chunk -> (valid positions, strings to embed, invalid rows)."""
         positions: list[int] = []
         texts: list[str] = []
         invalid: list[InvalidRow] = []
         for position, value in enumerate(values):
             try:
-                text = chem.canonicalize(value) if self.canonicalize else value
-                if not self.canonicalize:
-                    chem.parse_smiles(value)
+                text = chem.normalize_smiles(value, self.normalization)
             except InvalidSmilesError as err:
                 invalid.append(InvalidRow(index=start + position, smiles=str(value), reason=err.reason))
             else:
@@ -545,7 +559,7 @@ class CMIMFeaturizer(TransformerMixin, BaseEstimator):
         include_latent: bool | None = None,
         batch_size: int = 256,
         device: str | None = None,
-        canonicalize: bool = False,
+        normalize: bool | str = True,
         on_invalid: Literal["raise", "nan"] = "nan",
         smiles_col: str | None = None,
     ) -> None:
@@ -557,7 +571,7 @@ class CMIMFeaturizer(TransformerMixin, BaseEstimator):
         self.include_latent = include_latent
         self.batch_size = batch_size
         self.device = device
-        self.canonicalize = canonicalize
+        self.normalize = normalize
         self.on_invalid = on_invalid
         self.smiles_col = smiles_col
 
@@ -574,7 +588,7 @@ class CMIMFeaturizer(TransformerMixin, BaseEstimator):
             include_latent=self.include_latent,
             batch_size=self.batch_size,
             device=self.device,
-            canonicalize=self.canonicalize,
+            normalize=self.normalize,
             on_invalid=self.on_invalid,
             progress=False,
         )

@@ -436,7 +436,8 @@ def encode_smiles(
     smiles: str | Sequence[str],
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> torch.Tensor:
-    """Posterior means mu of molecules: N SMILES -> (N, K, L) float32 CPU tensor.
+    """Posterior means mu of molecules: N SMILES -> (N, K, L) float32 CPU tensor. Each SMILES is first
+    written as the checkpoint's training SMILES were (``config.smiles_normalization``).
 
     Raises:
         InvalidSmilesError: for the first SMILES RDKit rejects (naming it and its position).
@@ -445,6 +446,8 @@ def encode_smiles(
     smiles = _as_list(smiles)
     for index, s in enumerate(smiles):
         chem.parse_smiles(s, index=index)
+    scheme = getattr(model.config, "smiles_normalization", None) or "none"
+    smiles = [chem.normalize_smiles(s, scheme) for s in smiles]
     limit = model.config.max_position_embeddings
     for index, ids in enumerate(tokenizer(smiles)["input_ids"]):
         if len(ids) > limit:

@@ -21,7 +21,7 @@ from typing import Any
 import datasets
 from transformers import set_seed
 
-from .chem import InvalidSmilesError, parse_smiles
+from .chem import SMILES_NORMALIZATIONS, InvalidSmilesError, normalize_smiles
 from .configuration_cmim import CMIMConfig
 from .generation import fit_aggregate_posterior
 from .modeling_cmim import CMIMForConditionalGeneration
@@ -72,30 +72,39 @@ def load_smiles_corpus(
 
 
 def tokenize_corpus(
-    dataset: datasets.Dataset, tokenizer: CMIMTokenizer, num_proc: int | None = None
+    dataset: datasets.Dataset,
+    tokenizer: CMIMTokenizer,
+    num_proc: int | None = None,
+    normalization: str = "none",
 ) -> tuple[datasets.Dataset, list[dict[str, Any]]]:
-    """Validate and tokenize; returns the usable molecules (``input_ids``) and a report of the
-    skipped ones: ``{"row", "smiles", "reason"}`` for each."""
+    """Validate, normalize (:func:`cmim_hf.chem.normalize_smiles`) and tokenize; returns the usable
+    molecules (``smiles`` as normalized, ``input_ids``) and a report of the skipped ones:
+    ``{"row", "smiles", "reason"}`` for each, with the SMILES as given."""
     max_length = tokenizer.model_max_length
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        molecules = [(smiles or "").strip() for smiles in batch["smiles"]]
+        given = [(smiles or "").strip() for smiles in batch["smiles"]]
+        molecules, reasons = [], []
+        for smiles in given:
+            try:
+                molecules.append(normalize_smiles(smiles, normalization))
+                reasons.append("")
+            except InvalidSmilesError as error:
+                molecules.append("")
+                reasons.append(str(error))
         # one tokenizer call per batch; one token past the limit reveals over-long molecules
         encoded = tokenizer(molecules, truncation=True, max_length=max_length + 1)["input_ids"]
-        ids, reasons = [], []
-        for smiles, tokens in zip(molecules, encoded):
-            reason = ""
-            try:
-                parse_smiles(smiles)
-            except InvalidSmilesError as error:
-                reason = str(error)
+        ids = []
+        for index, (smiles, tokens) in enumerate(zip(molecules, encoded)):
+            reason = reasons[index]
             if not reason and tokenizer.unk_token_id in tokens:
                 reason = f"tokens outside the vocabulary: {' '.join(sorted(set(tokenizer.unknown_tokens(smiles))))}"
             if not reason and len(tokens) > max_length:
                 reason = f"longer than model_max_length={max_length} tokens"
             ids.append([] if reason else tokens)
-            reasons.append(reason)
-        return {"input_ids": ids, "skip_reason": reasons}
+            reasons[index] = reason
+        return {"smiles": [m if not r else g for m, r, g in zip(molecules, reasons, given)], "input_ids": ids,
+                "skip_reason": reasons}  # fmt: skip
 
     encoded = dataset.map(
         encode, batched=True, batch_size=2000, num_proc=num_proc, desc="validating and tokenizing"
@@ -139,6 +148,13 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--dropout", type=float, default=0.0)
     model.add_argument(
         "--max-length", type=int, default=128, help="max tokens per molecule incl. <bos>/<eos>"
+    )
+    model.add_argument(
+        "--smiles-normalization",
+        choices=SMILES_NORMALIZATIONS,
+        default="canonical",
+        help="rewrite every corpus SMILES this way before training; recorded in the checkpoint's config "
+        "so that embedding applies the same (canonical_nostereo for MOSES-like corpora)",
     )
 
     train = parser.add_argument_group("training")
@@ -208,6 +224,7 @@ def build_model(args: argparse.Namespace, tokenizer: CMIMTokenizer) -> CMIMForCo
         logvar_min=args.logvar_min,
         dropout=args.dropout,
         max_position_embeddings=args.max_length,
+        smiles_normalization=args.smiles_normalization,
     )
     return CMIMForConditionalGeneration(config)
 
@@ -220,7 +237,7 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = CMIMTokenizer(model_max_length=args.max_length)
 
     train_raw = load_smiles_corpus(args.train_file, args.smiles_column, args.max_train_samples)
-    train_set, train_skipped = tokenize_corpus(train_raw, tokenizer, args.num_proc)
+    train_set, train_skipped = tokenize_corpus(train_raw, tokenizer, args.num_proc, args.smiles_normalization)
     write_skip_report(train_skipped, output_dir / "skipped_train_smiles.csv")
     print(
         f"training molecules: {len(train_set)} used, {len(train_skipped)} skipped "
@@ -230,7 +247,9 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     eval_set = None
     if args.eval_file:
         eval_raw = load_smiles_corpus(args.eval_file, args.smiles_column, args.max_eval_samples)
-        eval_set, eval_skipped = tokenize_corpus(eval_raw, tokenizer, args.num_proc)
+        eval_set, eval_skipped = tokenize_corpus(
+            eval_raw, tokenizer, args.num_proc, args.smiles_normalization
+        )
         write_skip_report(eval_skipped, output_dir / "skipped_eval_smiles.csv")
         print(f"held-out molecules: {len(eval_set)} used, {len(eval_skipped)} skipped", flush=True)
 

@@ -158,7 +158,7 @@ def test_canonicalize(model) -> None:
     canonical = CMIMEmbedder(model).embed(["CCO", "Oc1ccccc1"])  # RDKit's canonical forms
     written_otherwise = ["OCC", "c1ccccc1O"]
     np.testing.assert_allclose(
-        CMIMEmbedder(model, canonicalize=True).embed(written_otherwise), canonical, atol=1e-6
+        CMIMEmbedder(model, normalize="canonical").embed(written_otherwise), canonical, atol=1e-6
     )
     assert not np.allclose(CMIMEmbedder(model).embed(written_otherwise), canonical, atol=1e-3)
 

@@ -66,13 +66,21 @@ class CMIMFeaturizer:
         path: checkpoint folder (or any name the embedder accepts).
         embedding: ``"informative"`` (pooled decoder states) or ``"latent"`` (posterior mean).
         batch_size: molecules per forward pass.
+        normalize: rewrite each SMILES as the checkpoint's training SMILES were (True, default),
+            embed it as given (False), or a scheme of ``cmim_hf.chem.SMILES_NORMALIZATIONS``.
 
     Raises:
         FeaturizerError: unknown ``embedding``.
         FeaturizerRuntimeError: the embedding module is unavailable.
     """
 
-    def __init__(self, path: str | Path, embedding: str = "informative", batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        embedding: str = "informative",
+        batch_size: int = 64,
+        normalize: bool | str = True,
+    ) -> None:
         if embedding not in EMBEDDING_SOURCES:
             raise FeaturizerError(
                 f"unknown embedding {embedding!r}; choose one of {', '.join(EMBEDDING_SOURCES)}"
@@ -84,14 +92,20 @@ class CMIMFeaturizer:
         self.path = str(path)
         self.embedding = embedding
         self._embedder = CMIMEmbedder(
-            self.path, source=EMBEDDING_SOURCES[embedding], batch_size=batch_size, on_invalid="nan"
+            self.path,
+            source=EMBEDDING_SOURCES[embedding],
+            batch_size=batch_size,
+            on_invalid="nan",
+            normalize=normalize,
         )
+        self.normalize = normalize
 
     def __call__(self, smiles: list[str]) -> np.ndarray:
         return self._embedder.embed(smiles)
 
     def __repr__(self) -> str:
-        return f"cmim:{self.path}[{self.embedding}]"
+        normalization = "" if self.normalize is True else f", normalize={self.normalize}"
+        return f"cmim:{self.path}[{self.embedding}{normalization}]"
 
 
 def resolve_featurizer(

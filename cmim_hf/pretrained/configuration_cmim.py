@@ -7,6 +7,7 @@ from transformers import PreTrainedConfig
 POSTERIOR_KINDS = ("learned", "sampled")
 CLASSIFIER_FEATURES = ("informative", "latent")
 ACTIVATIONS = ("gelu", "relu", "silu")
+SMILES_NORMALIZATIONS = ("none", "canonical", "canonical_nostereo")  # see cmim_hf.chem.normalize_smiles
 
 
 class CMIMConfig(PreTrainedConfig):
@@ -36,6 +37,10 @@ class CMIMConfig(PreTrainedConfig):
         classifier_features: features of [`CMIMForSequenceClassification`]: ``"informative"``
             (mu and the mean-pooled last decoder layer) or ``"latent"`` (mu).
         classifier_dropout: dropout of the classification head (``dropout`` when None).
+        smiles_normalization: how the training SMILES were written, applied to inputs by the
+            embedder, the pipeline and the benchmark featurizer: ``"none"`` (as given),
+            ``"canonical"`` (RDKit canonical, stereo kept) or ``"canonical_nostereo"`` (RDKit
+            canonical, stereo dropped: MOSES). None: not recorded (treated as ``"none"``).
 
     Example:
 
@@ -73,6 +78,7 @@ class CMIMConfig(PreTrainedConfig):
     init_std: float = 0.02
     classifier_features: str = "informative"
     classifier_dropout: float | None = None
+    smiles_normalization: str | None = None
     use_cache: bool = True
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
@@ -124,6 +130,11 @@ class CMIMConfig(PreTrainedConfig):
         if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
             raise ValueError(
                 f"CMIMConfig.classifier_dropout must be in [0, 1), got {self.classifier_dropout!r}"
+            )
+        if self.smiles_normalization not in (None, *SMILES_NORMALIZATIONS):
+            raise ValueError(
+                f"CMIMConfig.smiles_normalization must be one of {SMILES_NORMALIZATIONS} or None, "
+                f"got {self.smiles_normalization!r}"
             )
         if self.activation_function not in ACTIVATIONS:
             raise ValueError(

@@ -79,6 +79,26 @@ def validate_options(source: str, layers: LayerSpec, pooling: str) -> None:
         raise ValueError(f"layers must be one of {LAYER_MODES}, an int or a list of ints, got {layers!r}")
 
 
+def normalize_for_model(smiles: str, scheme: str | None) -> str:
+    """``smiles`` written as the checkpoint's training SMILES were (``config.smiles_normalization``:
+    None/"none" as given, "canonical" or "canonical_nostereo" RDKit canonical SMILES with/without
+    stereo). Self-contained (this file ships as a checkpoint's remote code), so it imports RDKit
+    itself; ``cmim_hf.chem.normalize_smiles`` is the package's version of the same rule."""
+    if scheme in (None, "none"):
+        return smiles
+    try:
+        from rdkit import Chem, RDLogger
+    except ImportError as err:
+        raise ImportError(
+            f"this checkpoint writes its SMILES {scheme}: install rdkit, or pass normalize=False"
+        ) from err
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) and smiles.strip() else None
+    if mol is None:
+        raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}")
+    return Chem.MolToSmiles(mol, isomericSmiles=scheme == "canonical")
+
+
 def decoder_start_token_id(model: PreTrainedModel) -> int:
     """The token a seq2seq decoder starts from: config, then generation config, then pad, then bos."""
     candidates = (
@@ -193,7 +213,9 @@ class InformativeFeatureExtractionPipeline(Pipeline):
     Works for cMIM and for any seq2seq model (T5, BART, `AutoModelForSeq2SeqLM`). Options, given
     at construction or per call: `source` ("decoder" | "latent" | "encoder"), `layers`
     ("last" | "mean" | "concat" | int | list of ints), `pooling` ("mean" | "first" | "eos"),
-    `include_latent` (bool, default True for cMIM with the decoder source), `return_tensors`
+    `include_latent` (bool, default True for cMIM with the decoder source), `normalize` (bool,
+    default True: write each SMILES as the checkpoint's training SMILES were, see
+    `normalize_for_model`), `return_tensors`
     (False: list of floats; True or "pt": torch tensor (D,); "np": numpy array (D,)),
     `truncation`, `tokenize_kwargs`. The model runs in float32 and eval mode.
 
@@ -227,6 +249,7 @@ class InformativeFeatureExtractionPipeline(Pipeline):
         truncation: bool | None = None,
         tokenize_kwargs: dict[str, Any] | None = None,
         return_tensors: bool | str | None = None,
+        normalize: bool | None = None,
         **unused: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         if unused:
@@ -234,6 +257,8 @@ class InformativeFeatureExtractionPipeline(Pipeline):
         preprocess_params = dict(tokenize_kwargs or {})
         if truncation is not None:
             preprocess_params["truncation"] = truncation
+        if normalize is not None:
+            preprocess_params["normalize"] = normalize
         forward_params = {
             key: value
             for key, value in (
@@ -253,8 +278,13 @@ class InformativeFeatureExtractionPipeline(Pipeline):
         postprocess_params = {} if return_tensors is None else {"return_tensors": return_tensors}
         return preprocess_params, forward_params, postprocess_params
 
-    def preprocess(self, inputs: str, **tokenize_kwargs: Any) -> dict[str, torch.Tensor]:
-        """Tokenize one text into (1, T) `input_ids` and `attention_mask`."""
+    def preprocess(
+        self, inputs: str, normalize: bool = True, **tokenize_kwargs: Any
+    ) -> dict[str, torch.Tensor]:
+        """Normalize (see `normalize_for_model`) and tokenize one text into (1, T) `input_ids` and
+        `attention_mask`."""
+        if normalize:
+            inputs = normalize_for_model(inputs, getattr(self.model.config, "smiles_normalization", None))
         encoded = self.tokenizer(inputs, return_tensors="pt", **tokenize_kwargs)
         input_ids = encoded["input_ids"]
         attention_mask = encoded.get("attention_mask", torch.ones_like(input_ids))
