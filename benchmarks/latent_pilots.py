@@ -44,6 +44,11 @@ PILOTS: dict[str, tuple[str, list[str]]] = {
     "logvar-min-12": ("log-variance floor -12 (sigma 0.0025)", ["--logvar-min", "-12"]),
     "token-dropout-0.25": ("decoder word dropout 0.25", ["--decoder-token-dropout", "0.25"]),
     "grouped": ("length-grouped batches", ["--group-by-length"]),
+    "learned-1024": ("learned positions, 1,024 of them", ["--max-length", "1024"]),
+    "rotary-1024": (
+        "rotary positions, up to 1,024",
+        ["--position-embedding", "rotary", "--max-length", "1024"],
+    ),
 }
 COLUMNS = (
     "pilot",

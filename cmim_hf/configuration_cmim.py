@@ -5,6 +5,7 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 
 POSTERIOR_KINDS = ("learned", "sampled")
+POSITION_EMBEDDING_TYPES = ("learned", "rotary")
 CLASSIFIER_FEATURES = ("informative", "latent")
 ACTIVATIONS = ("gelu", "relu", "silu")
 SMILES_NORMALIZATIONS = ("none", "canonical", "canonical_nostereo")  # see cmim_hf.chem.normalize_smiles
@@ -27,6 +28,10 @@ class CMIMConfig(PreTrainedConfig):
         activation_function: one of ``"gelu"``, ``"relu"``, ``"silu"``.
         dropout / attention_dropout: dropout on residual branches / attention weights.
         max_position_embeddings: longest token sequence (incl. ``<bos>``/``<eos>``).
+        position_embedding_type: ``"learned"`` (absolute position embeddings, one per position) or
+            ``"rotary"`` (RoPE on the self-attention queries and keys: relative positions, no
+            parameters, so positions beyond those seen in training are not untrained vectors).
+        rope_theta: base of the rotary frequencies.
         num_latents: K, the number of latent vectors per molecule.
         latent_size: size of each latent vector (defaults to ``hidden_size``).
         posterior: ``"learned"`` (log-variance predicted, clamped below at ``logvar_min``) or
@@ -70,6 +75,8 @@ class CMIMConfig(PreTrainedConfig):
     dropout: float = 0.1
     attention_dropout: float = 0.0
     max_position_embeddings: int = 512
+    position_embedding_type: str = "learned"
+    rope_theta: float = 10000.0
     num_latents: int = 1
     latent_size: int | None = None
     posterior: str = "learned"
@@ -121,6 +128,13 @@ class CMIMConfig(PreTrainedConfig):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"CMIMConfig.{name} must be in [0, 1), got {value!r}")
+        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+            raise ValueError(
+                f"CMIMConfig.position_embedding_type must be one of {POSITION_EMBEDDING_TYPES}, "
+                f"got {self.position_embedding_type!r}"
+            )
+        if self.position_embedding_type == "rotary" and (self.hidden_size // self.num_attention_heads) % 2:
+            raise ValueError("rotary positions need an even head size (hidden_size / num_attention_heads)")
         if self.posterior not in POSTERIOR_KINDS:
             raise ValueError(f"CMIMConfig.posterior must be one of {POSTERIOR_KINDS}, got {self.posterior!r}")
         if self.classifier_features not in CLASSIFIER_FEATURES:

@@ -150,6 +150,12 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-length", type=int, default=128, help="max tokens per molecule incl. <bos>/<eos>"
     )
     model.add_argument(
+        "--position-embedding",
+        choices=("learned", "rotary"),
+        default="learned",
+        help="learned absolute positions, or rotary (relative, no parameters; better past trained lengths)",
+    )
+    model.add_argument(
         "--smiles-normalization",
         choices=SMILES_NORMALIZATIONS,
         default="canonical",
@@ -224,6 +230,7 @@ def build_model(args: argparse.Namespace, tokenizer: CMIMTokenizer) -> CMIMForCo
         logvar_min=args.logvar_min,
         dropout=args.dropout,
         max_position_embeddings=args.max_length,
+        position_embedding_type=args.position_embedding,
         smiles_normalization=args.smiles_normalization,
     )
     return CMIMForConditionalGeneration(config)

@@ -83,6 +83,31 @@ def causal_mask_4d(length: int, dtype: torch.dtype, device: torch.device) -> tor
     )
 
 
+def rotary_cos_sin(
+    positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE tables for positions (T,) -> cos, sin (T, d): frequencies theta^(-2i/d), each used twice
+    (first and second half of the head, as :func:`rotate_half` pairs them)."""
+    inverse_frequencies = theta ** (
+        -torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim
+    )
+    angles = positions.float()[:, None] * inverse_frequencies[None, :]  # (T, d/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (T, d)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(..., d) -> (..., d): (x1, x2) -> (-x2, x1) for the two halves of the last dimension."""
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([-second, first], dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate queries or keys x (B, h, T, d) by their positions' angles (cos, sin: (T, d)), so that
+    the dot product of a rotated query at m and a rotated key at n depends only on m - n."""
+    return x * cos + rotate_half(x) * sin
+
+
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -209,10 +234,15 @@ class CMIMAttention(nn.Module):
         key_value_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """hidden_states (B, Tq, H), key_value_states (B, Tk, H) -> (B, Tq, H)."""
+        """hidden_states (B, Tq, H), key_value_states (B, Tk, H) -> (B, Tq, H). ``rotary``: the (cos, sin)
+        tables (Tq, d) of the queries' positions, applied to the queries and new keys of
+        self-attention (cached keys are stored rotated)."""
         is_cross_attention = key_value_states is not None
         query = self._heads(self.q_proj(hidden_states))
+        if rotary is not None:
+            query = apply_rotary(query, *rotary)
 
         layer_cache = None
         if isinstance(cache, EncoderDecoderCache):
@@ -226,6 +256,8 @@ class CMIMAttention(nn.Module):
             source = key_value_states if is_cross_attention else hidden_states
             key = self._heads(self.k_proj(source))
             value = self._heads(self.v_proj(source))
+            if rotary is not None and not is_cross_attention:
+                key = apply_rotary(key, *rotary)
             if layer_cache is not None:
                 key, value = layer_cache.update(key, value, self.layer_idx)
                 if is_cross_attention:
@@ -271,10 +303,18 @@ class CMIMEncoderLayer(GradientCheckpointingLayer):
         self.ffn = CMIMFeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """hidden_states (B, T, H), attention_mask (B, 1, 1, T) additive or None -> (B, T, H)."""
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """hidden_states (B, T, H), attention_mask (B, 1, 1, T) additive or None, rotary (cos, sin)
+        (T, d) or None -> (B, T, H)."""
         hidden_states = hidden_states + self.dropout(
-            self.self_attn(self.self_attn_layer_norm(hidden_states), attention_mask=attention_mask)
+            self.self_attn(
+                self.self_attn_layer_norm(hidden_states), attention_mask=attention_mask, rotary=rotary
+            )
         )
         return hidden_states + self.dropout(self.ffn(self.ffn_layer_norm(hidden_states)))
 
@@ -298,11 +338,15 @@ class CMIMDecoderLayer(GradientCheckpointingLayer):
         memory: torch.Tensor,
         self_attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """hidden_states (B, S, H), memory (B, K, H) -> (B, S, H)."""
+        """hidden_states (B, S, H), memory (B, K, H), rotary (cos, sin) (S, d) or None -> (B, S, H)."""
         hidden_states = hidden_states + self.dropout(
             self.self_attn(
-                self.self_attn_layer_norm(hidden_states), attention_mask=self_attention_mask, cache=cache
+                self.self_attn_layer_norm(hidden_states),
+                attention_mask=self_attention_mask,
+                cache=cache,
+                rotary=rotary,
             )
         )
         hidden_states = hidden_states + self.dropout(
@@ -351,6 +395,20 @@ class CMIMBottleneck(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
+def add_positions(
+    config: CMIMConfig,
+    hidden_states: torch.Tensor,
+    positions: torch.Tensor,
+    embed_positions: nn.Embedding | None,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """Token embeddings (B, T, H) at positions (T,) -> (embeddings with learned positions added, None)
+    or (embeddings unchanged, rotary (cos, sin) tables (T, d) for the self-attention layers)."""
+    if embed_positions is not None:
+        return hidden_states + embed_positions(positions), None
+    head_dim = config.hidden_size // config.num_attention_heads
+    return hidden_states, rotary_cos_sin(positions, head_dim, config.rope_theta, hidden_states.dtype)
+
+
 class CMIMEncoder(nn.Module):
     """Tokens -> posterior q(z|x) -> z. Its output's ``last_hidden_state`` is z, the decoder memory."""
 
@@ -360,7 +418,11 @@ class CMIMEncoder(nn.Module):
         self.embed_tokens = nn.Embedding(
             config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
         )
-        self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.embed_positions = (
+            nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            if config.position_embedding_type == "learned"
+            else None
+        )
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList([CMIMEncoderLayer(config) for _ in range(config.encoder_layers)])
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -398,12 +460,14 @@ class CMIMEncoder(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         positions = torch.arange(length, device=input_ids.device)
-        hidden_states = self.dropout(self.embed_tokens(input_ids) + self.embed_positions(positions))
+        hidden_states = self.embed_tokens(input_ids)
+        hidden_states, rotary = add_positions(self.config, hidden_states, positions, self.embed_positions)
+        hidden_states = self.dropout(hidden_states)
         key_mask = padding_mask_4d(attention_mask, hidden_states.dtype)
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states, key_mask)
+            hidden_states = layer(hidden_states, key_mask, rotary)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
         token_states = self.layer_norm(hidden_states)
@@ -429,7 +493,11 @@ class CMIMDecoder(nn.Module):
     def __init__(self, config: CMIMConfig):
         super().__init__()
         self.config = config
-        self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.embed_positions = (
+            nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            if config.position_embedding_type == "learned"
+            else None
+        )
         self.latent_proj = nn.Linear(config.latent_size, config.hidden_size)
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(
@@ -453,7 +521,8 @@ class CMIMDecoder(nn.Module):
                 f"({past_length + length} positions)"
             )
         positions = torch.arange(past_length, past_length + length, device=inputs_embeds.device)
-        hidden_states = self.dropout(inputs_embeds + self.embed_positions(positions))
+        hidden_states, rotary = add_positions(self.config, inputs_embeds, positions, self.embed_positions)
+        hidden_states = self.dropout(hidden_states)
         memory = self.latent_proj(latents.to(hidden_states.dtype))  # (B, K, H)
 
         # Right padding + causality: a real position never sees a padded one, so SDPA can use
@@ -467,7 +536,9 @@ class CMIMDecoder(nn.Module):
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states, memory, self_attention_mask=self_attention_mask, cache=cache)
+            hidden_states = layer(
+                hidden_states, memory, self_attention_mask=self_attention_mask, cache=cache, rotary=rotary
+            )
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
         hidden_states = self.layer_norm(hidden_states)
