@@ -35,22 +35,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cmim_hf.evaluation.benchmark import run_benchmark
 from cmim_hf.evaluation.comparison import claims_table, headline_table, merge_benchmark_results, paper_claims
 from cmim_hf.evaluation.featurizers import CMIMFeaturizer
+from cmim_hf.evaluation.generative import generative_metrics
 from cmim_hf.evaluation.reports import write_json
 from cmim_hf.generation import (
     AggregatePosterior,
-    encode_smiles,
-    fraction_unique,
     load_model_for_generation,
-    reconstruct,
-    sample_neighbourhood,
-    sample_prior,
 )
-from cmim_hf.latent_stats import latent_activity
 from cmim_hf.model_card import save_for_hub, write_model_card
 from cmim_hf.pretrain import load_smiles_corpus
 from cmim_hf.pretrain import main as pretrain_main
@@ -140,34 +133,10 @@ def pretraining_record(run_dir: Path) -> dict[str, Any]:
     return record
 
 
-def generative_metrics(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Reconstruction and sampling figures of one checkpoint (issue 7's targets)."""
-    model, tokenizer = load_model_for_generation(str(model_dir))
+def checkpoint_generative_metrics(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Reconstruction and sampling figures of one checkpoint (:func:`generative_metrics`)."""
     held_out = list(load_smiles_corpus(args.eval_file, limit=args.n_reconstruct)["smiles"])
-    rec = reconstruct(model, tokenizer, held_out)
-    aggregate = AggregatePosterior.load(model_dir)
-    prior = sample_prior(model, tokenizer, args.n_samples, seed=args.seed, prior=aggregate)
-    standard = sample_prior(model, tokenizer, args.n_samples, seed=args.seed) if aggregate else prior
-    seeds = held_out[: max(1, args.n_samples // 10)]
-    neighbours = sample_neighbourhood(
-        model, tokenizer, seeds, n_per_seed=10, radius=args.radius, seed=args.seed
-    )
-    return {
-        "reconstruction_molecules": len(held_out),
-        "reconstruction_exact_match": sum(rec.exact) / len(rec.exact),
-        "reconstruction_validity": rec.validity,
-        "reconstruction_mean_tanimoto": float(np.nanmean(rec.similarity)),
-        "prior_samples": len(prior.smiles),
-        "prior": "aggregate posterior" if aggregate else "standard normal",
-        "prior_validity": prior.validity,
-        "prior_uniqueness": fraction_unique(prior.smiles),
-        "standard_prior_validity": standard.validity,
-        "standard_prior_uniqueness": fraction_unique(standard.smiles),
-        **latent_activity(encode_smiles(model, tokenizer, held_out)),
-        "neighbourhood_samples": len(neighbours.smiles),
-        "neighbourhood_radius": args.radius,
-        "neighbourhood_validity": neighbours.validity,
-    }
+    return generative_metrics(model_dir, held_out, args.n_samples, args.radius, args.seed)
 
 
 def downstream(finals: dict[str, Path], split: str, seeds: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -318,7 +287,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     record["arguments"] = {k: str(v) for k, v in vars(args).items()}
     record["pretraining"] = {objective: pretraining_record(args.out / objective) for objective in OBJECTIVES}
-    record["generation"] = {objective: generative_metrics(final, args) for objective, final in finals.items()}
+    record["generation"] = {
+        objective: checkpoint_generative_metrics(final, args) for objective, final in finals.items()
+    }
     split_seeds = {"random": args.seeds, "scaffold": args.scaffold_seeds, "scaffold_random": args.seeds}
     record["downstream"] = {
         split: downstream(finals, split, split_seeds[split], args) for split in args.splits.split(",")

@@ -1,0 +1,56 @@
+"""Generative figures of one cMIM checkpoint (``cmim_hf.evaluation.generative``): greedy
+reconstruction, prior samples from the aggregate posterior and from N(0, I) (validity, uniqueness,
+novelty), neighbourhood samples, active units and participation ratio of the codes.
+
+    python benchmarks/generation_metrics.py --model cmim_hf/pretrained \
+        --eval-file ../shared/data/pretrain/moses_test.csv.gz \
+        --novelty-reference ../shared/data/pretrain/moses_train.csv.gz --novelty-rows 640000 \
+        --json model_cards/cmim-moses-small/generation_first_checkpoint.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cmim_hf import DEFAULT_CHECKPOINT
+from cmim_hf.evaluation.generative import generative_metrics
+from cmim_hf.pretrain import load_smiles_corpus
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default=DEFAULT_CHECKPOINT, help="cMIM checkpoint folder")
+    parser.add_argument(
+        "--eval-file", type=Path, required=True, help="held-out molecules (first rows are used)"
+    )
+    parser.add_argument("--n-reconstruct", type=int, default=2000, help="held-out molecules reconstructed")
+    parser.add_argument("--n-samples", type=int, default=1000, help="prior samples of each prior")
+    parser.add_argument("--radius", type=float, default=0.5, help="std of the neighbourhood perturbation")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samplers")
+    parser.add_argument("--novelty-reference", type=Path, help="training molecules, for novelty")
+    parser.add_argument("--novelty-rows", type=int, help="use the first N rows of the reference")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    held_out = list(load_smiles_corpus(args.eval_file, limit=args.n_reconstruct)["smiles"])
+    reference = None
+    if args.novelty_reference is not None:
+        reference = list(load_smiles_corpus(args.novelty_reference, limit=args.novelty_rows)["smiles"])
+    metrics = generative_metrics(args.model, held_out, args.n_samples, args.radius, args.seed, reference)
+    metrics["command"] = "python benchmarks/generation_metrics.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    text = json.dumps(metrics, indent=2)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
