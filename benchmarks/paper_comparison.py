@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from cmim_hf.evaluation.benchmark import run_benchmark
-from cmim_hf.evaluation.comparison import claims_table, headline_table, merge_benchmark_results, paper_claims
+from cmim_hf.evaluation.comparison import (
+    claims_table,
+    headline_table,
+    merge_benchmark_results,
+    paper_claims,
+    select_featurizers,
+)
 from cmim_hf.evaluation.featurizers import CMIMFeaturizer
 from cmim_hf.evaluation.generative import generative_metrics
 from cmim_hf.evaluation.reports import write_json
@@ -172,6 +178,23 @@ def downstream(finals: dict[str, Path], split: str, seeds: int, args: argparse.N
     return merge_benchmark_results(parts)
 
 
+def add_baseline(record: dict[str, Any], args: argparse.Namespace) -> None:
+    """Put the previous checkpoint's cmim rows (downstream tables, generation table) next to the new
+    ones, labelled ``--baseline-label``: the before/after comparison of a retrained checkpoint."""
+    baseline = json.loads(args.baseline.read_text(encoding="utf-8"))
+    label = args.baseline_label
+    names = {f"cmim {kind}": f"{label} cmim {kind}" for kind in ("mu", "informative")}
+    for split, results in record["downstream"].items():
+        if split in baseline["downstream"]:
+            previous = select_featurizers(baseline["downstream"][split], names)
+            record["downstream"][split] = merge_benchmark_results([results, previous])
+    if args.baseline_generation:
+        record["generation"][f"{label} cmim"] = json.loads(
+            args.baseline_generation.read_text(encoding="utf-8")
+        )
+    record["baseline"] = {"results": str(args.baseline), "label": label}
+
+
 def comparison_markdown(record: dict[str, Any]) -> str:
     """The comparison as Markdown: generative figures, headline tables per probe, checked claims."""
     lines = [
@@ -212,7 +235,8 @@ def comparison_markdown(record: dict[str, Any]) -> str:
         "|---" * (len(GENERATION_COLUMNS) + 1) + "|",
     ]
     for objective, metrics in record["generation"].items():
-        lines.append(f"| {objective} | " + " | ".join(f"{metrics[c]:.3f}" for c in GENERATION_COLUMNS) + " |")
+        cells = ("—" if metrics.get(c) is None else f"{metrics[c]:.3f}" for c in GENERATION_COLUMNS)
+        lines.append(f"| {objective} | " + " | ".join(cells) + " |")
     benchmarks = record["downstream"]
     featurizers = list(next(iter(benchmarks.values()))["config"]["featurizers"])
     for probe in record["probes"]:
@@ -262,6 +286,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--results", type=Path, help="also copy comparison_results.json/.md into this folder")
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="a previous comparison_results.json: its cmim rows join every table, labelled --baseline-label",
+    )
+    parser.add_argument(
+        "--baseline-generation",
+        type=Path,
+        metavar="JSON",
+        help="the previous cmim checkpoint's figures from benchmarks/generation_metrics.py (generation table)",
+    )
+    parser.add_argument(
+        "--baseline-label", default="first checkpoint", help="prefix of the baseline's rows in the tables"
+    )
+    parser.add_argument(
         "--rerender-card",
         type=Path,
         metavar="RESULTS_JSON",
@@ -294,6 +333,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record["downstream"] = {
         split: downstream(finals, split, split_seeds[split], args) for split in args.splits.split(",")
     }
+    if args.baseline:
+        add_baseline(record, args)
     record["probes"] = args.probes.split(",")
     record["claims"] = [
         claim

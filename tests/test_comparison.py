@@ -9,6 +9,7 @@ from cmim_hf.evaluation.comparison import (
     headline_table,
     merge_benchmark_results,
     paper_claims,
+    select_featurizers,
 )
 
 TASKS = {"esol": "regression", "freesolv": "regression", "lipo": "regression", "bace": "classification"}
@@ -101,3 +102,20 @@ def test_paper_claims_counts_and_thresholds():
 def test_a_claim_with_nothing_measured_is_not_met():
     results = _results({"a": {"esol": 1.0}})
     assert check_claim(results, "x", "random", "svm", ["esol"], "a", "missing", 1)["met"] is False
+
+
+def test_select_featurizers_keeps_and_renames_rows_for_a_before_after_table():
+    before = _results({"ECFP4": {"esol": 0.9}, "cmim mu": {"esol": 1.4}, "cmim informative": {"esol": 0.8}})
+    after = _results({"ECFP4": {"esol": 0.9}, "cmim mu": {"esol": 1.0}, "cmim informative": {"esol": 0.7}})
+    kept = select_featurizers(
+        before, {"cmim mu": "first cmim mu", "cmim informative": "first cmim informative"}
+    )
+    assert list(kept["featurizers"]) == ["first cmim mu", "first cmim informative"]
+    assert {r["featurizer"] for r in kept["summary"]} == {"first cmim mu", "first cmim informative"}
+    assert [f["featurizer"] for f in kept["folds"]] == ["first cmim mu", "first cmim informative"]
+    assert before["summary"][0]["featurizer"] == "ECFP4"  # the input is not modified
+    merged = merge_benchmark_results([after, kept])
+    table = headline_table({"random": merged}, "svm", ["cmim mu", "first cmim mu"])
+    assert "| first cmim mu | 1.400 ± 0.100 |" in table and "| cmim mu | **1.000 ± 0.100** |" in table
+    with pytest.raises(KeyError, match="not in these results"):
+        select_featurizers(before, {"mim mu": "x"})

@@ -62,3 +62,30 @@ def test_comparison_runs_end_to_end_ships_and_resumes(tmp_path) -> None:
     again = load_script().main(argv)
     assert final.stat().st_mtime_ns == mtime
     assert again["downstream"]["random"]["summary"] == record["downstream"]["random"]["summary"]
+
+    # The shipped folder carries the aggregate posterior (the sampler's default prior).
+    assert (tmp_path / "shipped" / "aggregate_posterior.safetensors").is_file()
+    assert record["generation"]["cmim"]["prior"] == "aggregate posterior"
+    assert {"active_units", "participation_ratio", "standard_prior_validity"} <= set(
+        record["generation"]["cmim"]
+    )
+
+    # Before/after: a previous comparison's cmim rows join the tables and the card, labelled.
+    baseline_generation = tmp_path / "first_generation.json"
+    baseline_generation.write_text(json.dumps(record["generation"]["cmim"]))
+    baseline = ["--baseline", str(tmp_path / "results" / "comparison_results.json")]
+    baseline += ["--baseline-generation", str(baseline_generation), "--baseline-label", "v0.1"]
+    split = argv.index("--")
+    with_baseline = load_script().main([*argv[:split], *baseline, *argv[split:]])
+    columns = with_baseline["downstream"]["random"]["featurizers"]
+    assert "v0.1 cmim informative" in columns and "v0.1 cmim mu" in columns and "cmim mu" in columns
+    assert with_baseline["generation"]["v0.1 cmim"] == json.loads(baseline_generation.read_text())
+    card = (tmp_path / "shipped" / "README.md").read_text()
+    assert "| v0.1 cmim informative |" in card
+    assert "| v0.1 cmim |" in (tmp_path / "results" / "comparison.md").read_text()
+
+    # Re-rendering the card from the saved record needs no training.
+    (tmp_path / "shipped" / "README.md").unlink()
+    load_script().main(["--rerender-card", str(tmp_path / "results" / "comparison_results.json"),
+                        "--ship", str(tmp_path / "shipped")])  # fmt: skip
+    assert "| v0.1 cmim informative |" in (tmp_path / "shipped" / "README.md").read_text()

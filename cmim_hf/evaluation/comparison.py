@@ -17,6 +17,7 @@ __all__ = [
     "PAPER_TASKS",
     "HEADLINE_METRICS",
     "merge_benchmark_results",
+    "select_featurizers",
     "headline_value",
     "headline_table",
     "count_wins",
@@ -65,6 +66,34 @@ def merge_benchmark_results(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any
         merged["folds"] += part["folds"]
         merged["summary"] += part["summary"]
     return merged
+
+
+def select_featurizers(results: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of a results dict with only the featurizers in ``names`` (old name -> new name), renamed,
+    e.g. to put a previous checkpoint's rows next to a new one's.
+
+    Raises:
+        KeyError: a name the results do not have.
+    """
+    missing = sorted(set(names) - set(results["featurizers"]))
+    if missing:
+        raise KeyError(f"featurizer(s) {missing} not in these results")
+    return {
+        **results,
+        "config": {
+            **results["config"],
+            "featurizers": {new: results["config"]["featurizers"][old] for old, new in names.items()},
+        },
+        "featurizers": {new: results["featurizers"][old] for old, new in names.items()},
+        "folds": [
+            {**f, "featurizer": names[f["featurizer"]]} for f in results["folds"] if f["featurizer"] in names
+        ],
+        "summary": [
+            {**r, "featurizer": names[r["featurizer"]]}
+            for r in results["summary"]
+            if r["featurizer"] in names
+        ],
+    }
 
 
 def headline_value(
