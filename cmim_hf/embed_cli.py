@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from . import DEFAULT_CHECKPOINT
 from .chem import SMILES_NORMALIZATIONS
 from .embedding import CMIMEmbedder, file_smiles_column
+from .outputs import check_output_path
 from .pipelines import SOURCES, validate_options
 from .pooling import LAYER_MODES, POOLING_MODES, LayerSpec
 
@@ -90,6 +91,9 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: checkpoint)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output file (refused otherwise)"
+    )
 
 
 def _fail(message: str, code: int) -> int:
@@ -105,9 +109,14 @@ def run_embed_command(args: argparse.Namespace) -> int:
             raise ValueError("--batch-size and --chunk-size must be positive")
         if args.output.suffix.lower() not in (".parquet", ".pq"):
             raise ValueError(f"the output must be a .parquet file, got {args.output}")
+        check_output_path(args.output, [args.input], args.overwrite)
         column = file_smiles_column(args.input, args.smiles_col)
     except (FileNotFoundError, KeyError, ValueError) as err:
         return _fail(str(err.args[0]) if err.args else str(err), 2)
+    except (OSError, EOFError) as err:  # truncated or corrupt file (gzip, parquet)
+        return _fail(
+            f"cannot read {args.input}: {str(err).splitlines()[0] if str(err) else type(err).__name__}", 2
+        )
 
     model = args.model or DEFAULT_CHECKPOINT
     local = Path(model).expanduser()
@@ -133,7 +142,7 @@ def run_embed_command(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # summarised below instead
-            invalid = embedder.embed_file(args.input, column, args.output)
+            invalid = embedder.embed_file(args.input, column, args.output, overwrite=args.overwrite)
     except Exception as err:  # one line for the user, not a traceback
         return _fail(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", 1)
     if args.output.is_file():

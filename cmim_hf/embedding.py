@@ -35,6 +35,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoToken
 
 from . import chem
 from .chem import InvalidRow, InvalidSmilesError
+from .outputs import check_output_path
 from .pipelines import Source, compute_embeddings, is_cmim_model, validate_options
 from .pooling import LayerSpec, PoolingMode
 from .tokenization_cmim import CMIMTokenizer
@@ -439,9 +440,17 @@ class CMIMEmbedder:
         )
 
     def embed_file(
-        self, path: str | os.PathLike, smiles_col: str | None, out_path: str | os.PathLike
+        self,
+        path: str | os.PathLike,
+        smiles_col: str | None,
+        out_path: str | os.PathLike,
+        overwrite: bool = False,
     ) -> list[InvalidRow]:
         """Stream a CSV/Parquet file into a Parquet file of embeddings, one row group per chunk.
+
+        The output is written to a temporary file in its folder and moved into place when complete:
+        an interrupted or failed run leaves a previous ``out_path`` whole. An ``out_path`` that is the
+        input, or that exists without ``overwrite``, is refused (:class:`cmim_hf.outputs.OutputError`).
 
         The output has columns row_index, <smiles_col>, valid, invalid_reason and embedding
         (fixed-size list of D float32; NaN for invalid rows under "nan"), in input order.
@@ -457,10 +466,12 @@ class CMIMEmbedder:
         out_path = Path(out_path)
         if out_path.suffix.lower() not in (".parquet", ".pq"):
             raise ValueError(f"output must be a .parquet file, got {out_path}")
+        check_output_path(out_path, [path], overwrite)
         column = file_smiles_column(path, smiles_col)
         rank, world = _distributed_rank_world()
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        target = out_path if world == 1 else _shard_path(out_path, rank, world)
+        partial = out_path.with_name(f".{out_path.name}.partial")
+        target = partial if world == 1 else _shard_path(out_path, rank, world)
         schema = self._output_schema(column)
         invalid: list[InvalidRow] = []
         error: Exception | None = None
@@ -479,11 +490,13 @@ class CMIMEmbedder:
             if world > 1:
                 torch.distributed.all_reduce(failed, op=torch.distributed.ReduceOp.MAX)
             if failed.item():
-                target.unlink(missing_ok=True)  # no half-written output or stray shard
+                target.unlink(missing_ok=True)  # no half-written output or stray shard; out_path untouched
                 raise error or RuntimeError("another process failed while embedding its shard")
+            if world > 1 and rank == 0:
+                _merge_shards(partial, out_path, world, schema)
+            if rank == 0:
+                os.replace(partial, out_path)  # complete: move it into place in one step
             if world > 1:
-                if rank == 0:
-                    _merge_shards(out_path, world, schema)
                 torch.distributed.barrier()
         self._warn_invalid(invalid)
         return invalid
@@ -522,10 +535,10 @@ def _shard_path(out_path: Path, rank: int, world: int) -> Path:
     return out_path.with_name(f"{out_path.name}.shard-{rank:05d}-of-{world:05d}")
 
 
-def _merge_shards(out_path: Path, world: int, schema: pa.Schema) -> None:
-    """Interleave the shards' row groups (chunk k lives in shard k % world) into `out_path`."""
+def _merge_shards(merged: Path, out_path: Path, world: int, schema: pa.Schema) -> None:
+    """Interleave the shards of `out_path` (chunk k lives in shard k % world) into `merged`."""
     shards = [pq.ParquetFile(_shard_path(out_path, rank, world)) for rank in range(world)]
-    with pq.ParquetWriter(out_path, schema) as writer:
+    with pq.ParquetWriter(merged, schema) as writer:
         for number in range(sum(shard.num_row_groups for shard in shards)):
             table = shards[number % world].read_row_group(number // world)
             writer.write_table(table, row_group_size=table.num_rows + 1)

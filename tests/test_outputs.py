@@ -1,0 +1,133 @@
+"""The output rule (issue 13): an output equal to an input, or existing without --overwrite, is
+refused; results move into place only when complete, so a failed or killed run keeps the old file."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import tiny_config
+
+from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
+from cmim_hf.embed_cli import add_embed_arguments, run_embed_command
+from cmim_hf.outputs import OutputError, atomic_output, check_output_path
+
+MOSES = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+
+
+def test_check_output_path(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("smiles\nCCO\n")
+    with pytest.raises(OutputError, match="is the input"):
+        check_output_path(source, [source], overwrite=True)
+    with pytest.raises(OutputError, match="is the input"):
+        check_output_path(tmp_path / "." / "in.csv", [source])
+    with pytest.raises(OutputError, match="exists; pass --overwrite"):
+        check_output_path(source, [tmp_path / "other.csv"])
+    assert check_output_path(source, [None], overwrite=True) == source
+    assert check_output_path(tmp_path / "new.csv", [source]) == tmp_path / "new.csv"
+
+
+def test_atomic_output_moves_into_place_only_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_text("previous")
+    with pytest.raises(RuntimeError), atomic_output(target) as partial:
+        partial.write_text("half")
+        raise RuntimeError("failed part-way")
+    assert target.read_text() == "previous" and list(tmp_path.iterdir()) == [target]
+    with atomic_output(target) as partial:
+        partial.write_text("complete")
+    assert target.read_text() == "complete" and list(tmp_path.iterdir()) == [target]
+
+
+def run_embed(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    add_embed_arguments(parser)
+    return run_embed_command(parser.parse_args([*argv, "--no-progress"]))
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> Path:
+    path = tmp_path / "in.parquet"
+    pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "CCN"]}).to_parquet(path)
+    return path
+
+
+def test_embed_refuses_to_write_over_its_input(table: Path, capsys) -> None:
+    before = table.read_bytes()
+    assert run_embed(str(table), "-o", str(table), "--overwrite") == 2
+    assert "is the input" in capsys.readouterr().err
+    assert table.read_bytes() == before  # case 1: the input survives
+
+
+def test_embed_refuses_an_existing_output_unless_overwrite(table: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"a user's file")
+    assert run_embed(str(table), "-o", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "exists; pass --overwrite" in err and "Traceback" not in err
+    assert out.read_bytes() == b"a user's file"  # case 5
+    assert run_embed(str(table), "-o", str(out), "--overwrite") == 0
+    assert pq.read_table(out).num_rows == 3
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    CMIMForConditionalGeneration(tiny_config()).save_pretrained(folder)
+    CMIMTokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_a_failure_part_way_keeps_the_previous_output(
+    table: Path, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    out = tmp_path / "out.parquet"
+    assert run_embed(str(table), "-o", str(out)) == 0
+    previous = out.read_bytes()
+    truncated = tmp_path / "truncated.csv.gz"
+    lines = MOSES.read_text().splitlines(keepends=True)
+    data = gzip.compress("".join([lines[0], *lines[1:] * 3]).encode())
+    truncated.write_bytes(data[: len(data) // 2])  # thousands of readable rows, then the stream ends
+    argv = [
+        str(truncated),
+        "-o",
+        str(out),
+        "--overwrite",
+        "--chunk-size",
+        "256",
+        "--model",
+        str(tiny_checkpoint),
+    ]
+    assert run_embed(*argv) == 1
+    assert out.read_bytes() == previous  # case 3: the good output is not deleted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet", "out.parquet", "truncated.csv.gz"]
+    assert pq.read_table(out).num_rows == 3
+
+
+def test_kill_9_during_embed_leaves_the_previous_output_readable(table: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    assert run_embed(str(table), "-o", str(out)) == 0
+    previous = out.read_bytes()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "cmim_hf.cli", "embed", str(MOSES), "-o", str(out), "--overwrite"]
+    process = subprocess.Popen([*command, "--no-progress", "--chunk-size", "64"], env=env)
+    partial = tmp_path / ".out.parquet.partial"
+    deadline = time.time() + 120
+    while not partial.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)  # wait until it is writing
+    assert process.poll() is None, "the embed finished before it could be killed"
+    process.send_signal(signal.SIGKILL)  # case 2
+    process.wait()
+    assert out.read_bytes() == previous and pq.read_table(out).num_rows == 3
