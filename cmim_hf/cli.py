@@ -26,19 +26,10 @@ def _embed(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], in
 
 
 def _pretrain(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    from .pretrain import CorpusError, add_pretrain_arguments, run_pretrain
+    from .pretrain import add_pretrain_arguments, run_pretrain_command
 
     add_pretrain_arguments(parser)
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            run_pretrain(args)
-        except CorpusError as error:
-            print(f"cmim pretrain: error: {error}", file=sys.stderr)
-            return 2
-        return 0
-
-    return run
+    return run_pretrain_command
 
 
 def _benchmark(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,6 +35,53 @@ SMILES_COLUMNS = ("SMILES", "smiles", "Smiles", "mol")
 
 class CorpusError(ValueError):
     """A corpus file that cannot be read as SMILES (missing file, no SMILES column)."""
+
+
+class RunFolderError(ValueError):
+    """An output folder that holds a run the command would destroy, or no run to resume."""
+
+
+def _checkpoints(output_dir: Path) -> list[Path]:
+    """``checkpoint-<step>`` folders, oldest first."""
+    found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def prepare_run_folder(output_dir: Path, resume: bool, overwrite: bool) -> Path | None:
+    """Check ``output_dir`` against the run it may hold; returns the checkpoint to resume from.
+
+    A folder holding a run (checkpoints, ``final/`` or ``pretrain_results.json``) needs ``resume``
+    (continue from its last complete checkpoint: one with ``trainer_state.json``; a checkpoint cut
+    short by a kill during saving is skipped, with a note) or ``overwrite`` (its checkpoints,
+    ``final/`` and results are removed first).
+
+    Raises:
+        RunFolderError: naming the folder and the option to pass.
+    """
+    checkpoints = _checkpoints(output_dir)
+    holds_run = (
+        bool(checkpoints)
+        or (output_dir / "final").exists()
+        or (output_dir / "pretrain_results.json").exists()
+    )
+    if resume and overwrite:
+        raise RunFolderError("pass --resume or --overwrite, not both")
+    if resume:
+        complete = [p for p in checkpoints if (p / "trainer_state.json").is_file()]
+        if not complete:
+            raise RunFolderError(f"--resume: {output_dir} has no complete checkpoint-* folder to resume from")
+        for skipped in checkpoints[checkpoints.index(complete[-1]) + 1 :]:
+            print(f"note: {skipped} is incomplete (no trainer_state.json); resuming from {complete[-1]}")
+        return complete[-1]
+    if holds_run and not overwrite:
+        raise RunFolderError(
+            f"{output_dir} holds a pre-training run; pass --resume to continue it or --overwrite to replace it"
+        )
+    if overwrite:
+        for path in [*checkpoints, output_dir / "final"]:
+            shutil.rmtree(path, ignore_errors=True)
+        (output_dir / "pretrain_results.json").unlink(missing_ok=True)
+    return None
 
 
 def load_smiles_corpus(
@@ -202,7 +251,12 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--eval-steps", type=int, help="evaluate every N steps (default: only at the end)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
-        "--resume", action="store_true", help="resume from the last checkpoint in --output-dir"
+        "--resume", action="store_true", help="resume from the last complete checkpoint in --output-dir"
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run --output-dir holds (its checkpoints, final/ and results); refused otherwise",
     )
     train.add_argument("--report-to", default="none", help="Trainer loggers, e.g. tensorboard")
     train.add_argument(
@@ -240,12 +294,19 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     """Pre-train as configured by :func:`add_pretrain_arguments`; returns the results record."""
     started = time.time()
     output_dir = Path(args.output_dir)
+    resume_from = prepare_run_folder(output_dir, args.resume, args.overwrite)
     output_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = CMIMTokenizer(model_max_length=args.max_length)
 
     train_raw = load_smiles_corpus(args.train_file, args.smiles_column, args.max_train_samples)
     train_set, train_skipped = tokenize_corpus(train_raw, tokenizer, args.num_proc, args.smiles_normalization)
     write_skip_report(train_skipped, output_dir / "skipped_train_smiles.csv")
+    one_batch = args.batch_size * int(os.environ.get("WORLD_SIZE", "1"))
+    if len(train_set) < one_batch:  # batches drop the incomplete last one: no step would be taken
+        raise CorpusError(
+            f"{args.train_file}: {len(train_set)} usable molecules ({len(train_skipped)} skipped, see "
+            f"{output_dir / 'skipped_train_smiles.csv'}), fewer than one batch of {one_batch}"
+        )
     print(
         f"training molecules: {len(train_set)} used, {len(train_skipped)} skipped "
         f"(see {output_dir / 'skipped_train_smiles.csv'})",
@@ -302,7 +363,7 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         data_collator=CMIMDataCollator(tokenizer),
         processing_class=tokenizer,
     )
-    train_result = trainer.train(resume_from_checkpoint=True if args.resume else None)
+    train_result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     trainer.save_model(str(output_dir / "final"))
     tokenizer.save_pretrained(str(output_dir / "final"))
     prior_molecules = min(args.prior_molecules, len(train_set))
@@ -344,5 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     add_pretrain_arguments(parser)
     args = parser.parse_args(argv)
     args.argv = argv if argv is not None else sys.argv[1:]
-    run_pretrain(args)
+    return run_pretrain_command(args)
+
+
+def run_pretrain_command(args: argparse.Namespace) -> int:
+    """:func:`run_pretrain` with a bad corpus or run folder reported in one line (exit code 2)."""
+    try:
+        run_pretrain(args)
+    except (CorpusError, RunFolderError) as error:
+        print(f"cmim pretrain: error: {error}", file=sys.stderr)
+        return 2
     return 0

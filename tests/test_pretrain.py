@@ -87,3 +87,56 @@ def test_resumed_run_reproduces_uninterrupted_losses(tmp_path) -> None:
     assert sorted(straight) == [1, 2, 3, 4, 5, 6]
     for step in (4, 5, 6):
         assert resumed[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-7)
+
+
+def test_a_finished_run_is_never_silently_replaced(tmp_path, capsys) -> None:
+    """Issue 13, case 4: a folder holding a run needs --resume or --overwrite."""
+    corpus = write_corpus(tmp_path / "train.csv", 32, [])
+    run = tmp_path / "run"
+    common = [
+        "--train-file",
+        str(corpus),
+        "--output-dir",
+        str(run),
+        *TINY,
+        "--max-steps",
+        "2",
+        "--save-steps",
+        "1",
+    ]
+    assert main(common) == 0
+    results = (run / "pretrain_results.json").read_bytes()
+    weights = (run / "final" / "model.safetensors").read_bytes()
+    assert main(common) == 2
+    assert "holds a pre-training run; pass --resume to continue it or --overwrite" in capsys.readouterr().err
+    assert (run / "pretrain_results.json").read_bytes() == results
+    assert (run / "final" / "model.safetensors").read_bytes() == weights
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+
+    assert main([*common, "--resume", "--overwrite"]) == 2
+    assert main([*common, "--overwrite", "--max-steps", "1"]) == 0  # asked for: replaced
+    assert [p.name for p in run.glob("checkpoint-*")] == ["checkpoint-1"]
+    assert json.loads((run / "pretrain_results.json").read_text())["steps"] == 1
+
+
+def test_resume_needs_a_complete_checkpoint(tmp_path, capsys) -> None:
+    corpus = write_corpus(tmp_path / "train.csv", 32, [])
+    run = tmp_path / "run"
+    common = ["--train-file", str(corpus), "--output-dir", str(run), *TINY, "--save-steps", "1"]
+    assert main([*common, "--max-steps", "2", "--resume"]) == 2
+    assert "no complete checkpoint-* folder to resume from" in capsys.readouterr().err
+    assert main([*common, "--max-steps", "2"]) == 0
+    (run / "checkpoint-2" / "trainer_state.json").unlink()  # as if killed while saving
+    assert main([*common, "--max-steps", "3", "--resume"]) == 0
+    assert "checkpoint-2 is incomplete" in capsys.readouterr().out
+    assert json.loads((run / "pretrain_results.json").read_text())["steps"] == 3
+
+
+def test_fewer_usable_molecules_than_one_batch_is_an_error(tmp_path, capsys) -> None:
+    """Issue 13, case 11: no silent run of 0 steps with an untrained final/."""
+    corpus = write_corpus(tmp_path / "train.csv", 5, ["C1CC", "CC[Zz]C"])
+    run = tmp_path / "run"
+    assert main(["--train-file", str(corpus), "--output-dir", str(run), *TINY, "--max-steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "5 usable molecules (2 skipped" in err and "fewer than one batch of 8" in err
+    assert not (run / "final").exists()
