@@ -31,6 +31,7 @@ import pandas as pd
 from . import DEFAULT_CHECKPOINT, chem, generation
 from .embedding import file_smiles_column, iter_file_chunks
 from .generation import CheckpointError
+from .outputs import OutputError, atomic_output, check_output_path
 
 OUTPUT_SUFFIXES: tuple[str, ...] = (".csv", ".json")
 PRIOR_CHOICES: tuple[str, ...] = ("aggregate", "standard")
@@ -80,6 +81,9 @@ def _add_output_argument(parser: argparse.ArgumentParser) -> None:
         required=True,
         help='output file: .csv (one row per molecule) or .json ({"summary": ..., "molecules": [...]})',
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output file (refused otherwise)"
+    )
 
 
 def _add_input_arguments(parser: argparse.ArgumentParser, what: str) -> None:
@@ -95,6 +99,11 @@ def _check_common(args: argparse.Namespace) -> None:
     """Raise UsageError for a bad output suffix or non-positive sizes."""
     if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise UsageError(f"the output must be a .csv or .json file, got {args.output}")
+    inputs = [getattr(args, name, None) for name in ("input", "around", "reference")]
+    try:
+        check_output_path(args.output, inputs, args.overwrite)
+    except OutputError as err:
+        raise UsageError(str(err)) from None
     if args.num_beams < 1 or args.batch_size < 1 or (args.max_length is not None and args.max_length < 1):
         raise UsageError("--num-beams, --batch-size and --max-length must be positive")
 
@@ -154,14 +163,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def _write(path: Path, records: list[dict[str, Any]], summary: dict[str, Any], columns: list[str]) -> None:
-    """Write the records as CSV (summary on stderr only) or JSON with the summary."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".csv":
-        # convert_dtypes: integer and boolean columns with missing cells stay integer / boolean
-        pd.DataFrame.from_records(records, columns=columns).convert_dtypes().to_csv(path, index=False)
-    else:
-        payload = {"summary": summary, "molecules": records}
-        path.write_text(json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    """Write the records as CSV (summary on stderr only) or JSON with the summary, through a
+    temporary file moved into place when complete."""
+    with atomic_output(path) as partial:
+        if path.suffix.lower() == ".csv":
+            # convert_dtypes: integer and boolean columns with missing cells stay integer / boolean
+            pd.DataFrame.from_records(records, columns=columns).convert_dtypes().to_csv(partial, index=False)
+        else:
+            payload = {"summary": summary, "molecules": records}
+            text = json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n"
+            partial.write_text(text, encoding="utf-8")
 
 
 def _format_summary(summary: dict[str, Any]) -> str:

@@ -149,7 +149,7 @@ def test_fit_prior_then_sample_from_the_aggregate_posterior(workdir: Path, tmp_p
         model, tokenizer, 3, seed=5, max_new_tokens=8, prior=generation.AggregatePosterior.load(checkpoint)
     )
     assert [m["smiles"] for m in payload["molecules"]] == expected.smiles
-    code, err = run_in_process("sample", [*argv, "--prior", "standard"], capsys)
+    code, err = run_in_process("sample", [*argv, "--prior", "standard", "--overwrite"], capsys)
     assert code == 0 and "prior standard," in err
 
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
+from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer, generation_cli
 from cmim_hf.embed_cli import add_embed_arguments, run_embed_command
 from cmim_hf.outputs import OutputError, atomic_output, check_output_path
 
@@ -131,3 +131,26 @@ def test_kill_9_during_embed_leaves_the_previous_output_readable(table: Path, tm
     process.send_signal(signal.SIGKILL)  # case 2
     process.wait()
     assert out.read_bytes() == previous and pq.read_table(out).num_rows == 3
+
+
+def run_generation(name: str, *argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    getattr(generation_cli, f"add_{name}_arguments")(parser)
+    return getattr(generation_cli, f"run_{name}_command")(parser.parse_args(list(argv)))
+
+
+def test_sample_and_reconstruct_follow_the_output_rule(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    """Issue 13, case 5 for `cmim sample`, and case 1 for `cmim reconstruct`."""
+    out = tmp_path / "samples.csv"
+    out.write_text("a user's file\n")
+    common = ["--model", str(tiny_checkpoint), "--max-length", "6"]
+    assert run_generation("sample", "-n", "2", "-o", str(out), *common) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err and out.read_text() == "a user's file\n"
+    assert run_generation("sample", "-n", "2", "-o", str(out), "--overwrite", *common) == 0
+    assert len(pd.read_csv(out)) == 2 and not list(tmp_path.glob(".*partial*"))
+
+    molecules = tmp_path / "molecules.csv"
+    pd.DataFrame({"smiles": ["CCO", "CCN"]}).to_csv(molecules, index=False)
+    before = molecules.read_bytes()
+    assert run_generation("reconstruct", str(molecules), "-o", str(molecules), "--overwrite", *common) == 2
+    assert "is the input" in capsys.readouterr().err and molecules.read_bytes() == before
