@@ -214,6 +214,19 @@ def _labels_from_frame(frame: pd.DataFrame, columns: Sequence[str], task_type: s
     return labels
 
 
+def check_task_name(name: str) -> str:
+    """``name`` if it is safe as one file or folder name inside an output folder.
+
+    Raises:
+        DataError: for an empty name, ``.``/``..``, or one with a path separator or NUL.
+    """
+    if not name.strip() or name in (".", "..") or any(c in name for c in ("/", "\\", "\0")):
+        raise DataError(
+            f"task name {name!r} cannot be used as a file name (no '/', '\\', '..' or empty names)"
+        )
+    return name
+
+
 def load_table_task(
     path: str | Path,
     smiles_column: str,
@@ -228,12 +241,14 @@ def load_table_task(
         smiles_column: name of the SMILES column.
         label_columns: one or more label columns (several = multi-task, NaN = missing).
         task_type: ``"regression"`` or ``"classification"`` (binary 0/1).
-        name: task name; defaults to the file stem.
+        name: task name; defaults to the file stem. Reports and saved models use it as a file or
+            folder name, so it cannot hold a path (``/``, ``\\``, ``..``).
 
     Raises:
         DataFileNotFoundError, MissingColumnError, InvalidLabelError, DataError.
     """
     path = Path(path)
+    name = check_task_name(name if name is not None else path.stem)
     if task_type not in TASK_TYPES:
         raise DataError(f"task type must be one of {TASK_TYPES}, got {task_type!r}")
     if not label_columns:
@@ -246,7 +261,7 @@ def load_table_task(
         raise MissingColumnError(f"column(s) {missing} not in {path}; available: {shown}")
     smiles = [s.strip() if isinstance(s, str) else s for s in frame[smiles_column].tolist()]
     return MoleculeTask(
-        name=name or path.stem,
+        name=name,
         task_type=task_type,  # type: ignore[arg-type]
         smiles=smiles,
         labels=_labels_from_frame(frame, label_columns, task_type, path),

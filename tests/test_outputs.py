@@ -154,3 +154,19 @@ def test_sample_and_reconstruct_follow_the_output_rule(tmp_path: Path, tiny_chec
     before = molecules.read_bytes()
     assert run_generation("reconstruct", str(molecules), "-o", str(molecules), "--overwrite", *common) == 2
     assert "is the input" in capsys.readouterr().err and molecules.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["benchmark", "finetune"])
+@pytest.mark.parametrize("name", ["a/b", "/some/abs/path", "..", "x\\y"])
+def test_task_names_never_become_paths(tmp_path: Path, capsys, command: str, name: str) -> None:
+    """Issue 13, case 6: a --task-name is a file name inside --out, never a path out of it."""
+    from cmim_hf.cli import main
+
+    table = tmp_path / "mine.csv"
+    pd.DataFrame({"smiles": ["CCO", "CCN", "CCC", "CCCl"] * 5, "y": range(20)}).to_csv(table, index=False)
+    argv = [command, "--csv", str(table), "--label-col", "y", "--task", "regression", "--task-name", name]
+    argv += ["--out", str(tmp_path / "out")] + (["--save-model"] if command == "finetune" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot be used as a file name" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() and not Path("/some/abs/path").exists()
