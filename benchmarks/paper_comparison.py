@@ -79,6 +79,7 @@ GENERATION_COLUMNS = (
     "standard_prior_validity",
     "neighbourhood_validity",
     "active_units",
+    "active_directions",
     "participation_ratio",
 )
 

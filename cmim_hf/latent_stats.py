@@ -2,6 +2,8 @@
 
 - Active units (Burda et al. 2016): the number of latent dimensions whose variance of E[z|x]
   (the posterior mean mu) across molecules exceeds a threshold (0.01 by default).
+- Active directions: the same count along the principal axes of the codes (eigenvalues of the
+  covariance of mu above the threshold), which no rotation of the latent space changes.
 - Participation ratio: ``(sum_i lambda_i)^2 / sum_i lambda_i^2`` over the eigenvalues of the
   covariance of mu: the effective number of directions the codes spread over (1 when all variance
   lies on one axis, D when it is spread evenly over D orthogonal directions).
@@ -33,6 +35,16 @@ def active_units(z_mean: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> in
     return int((_flat_float64(z_mean).var(dim=0) > threshold).sum())
 
 
+def active_directions(z_mean: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+    """Number of principal directions of ``z_mean`` (N, ...) whose variance across molecules exceeds
+    ``threshold``: the eigenvalues of the covariance above it. Unlike :func:`active_units` it does not
+    depend on the axes (a code spread over a few oblique directions counts those few)."""
+    centred = _flat_float64(z_mean)
+    centred = centred - centred.mean(dim=0)
+    eigenvalues = torch.linalg.eigvalsh(centred.T @ centred / (centred.shape[0] - 1))
+    return int((eigenvalues > threshold).sum())
+
+
 def participation_ratio(z_mean: Tensor) -> float:
     """Effective number of directions of ``z_mean`` (N, ...): ``tr(C)^2 / tr(C^2)`` of the covariance C
     (0 for identical codes)."""
@@ -44,9 +56,10 @@ def participation_ratio(z_mean: Tensor) -> float:
 
 
 def latent_activity(z_mean: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> dict[str, float]:
-    """``{"active_units", "participation_ratio", "latent_dims"}`` of ``z_mean`` (N, ...)."""
+    """``{"active_units", "active_directions", "participation_ratio", "latent_dims"}`` of ``z_mean``."""
     return {
         "active_units": active_units(z_mean, threshold),
+        "active_directions": active_directions(z_mean, threshold),
         "participation_ratio": participation_ratio(z_mean),
         "latent_dims": int(z_mean[0].numel()),
     }
@@ -87,6 +100,7 @@ def sample_gaussian(
 
 __all__ = [
     "ACTIVE_UNIT_THRESHOLD",
+    "active_directions",
     "active_units",
     "fit_gaussian",
     "gaussian_sampling_factor",

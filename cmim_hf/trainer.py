@@ -297,7 +297,7 @@ class CMIMTrainer(Trainer):
     @torch.no_grad()
     def reconstruction_metrics(self, eval_dataset=None) -> dict[str, float]:
         """Token accuracy and exact match of greedy reconstruction (z = mu) on the eval set, and the
-        activity of its codes (active units, participation ratio; :mod:`cmim_hf.latent_stats`)."""
+        activity of its codes (active units and directions, participation ratio; :mod:`cmim_hf.latent_stats`)."""
         from .evaluation.metrics import load_metric
 
         metric = load_metric("reconstruction")
@@ -326,7 +326,5 @@ class CMIMTrainer(Trainer):
         codes = torch.cat(z_means)
         if len(codes) >= 2:
             activity = latent_activity(codes)
-            results.update(
-                active_units=activity["active_units"], participation_ratio=activity["participation_ratio"]
-            )
+            results.update({key: value for key, value in activity.items() if key != "latent_dims"})
         return results

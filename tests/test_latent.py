@@ -20,6 +20,7 @@ from cmim_hf.generation import (
     sample_prior,
 )
 from cmim_hf.latent_stats import (
+    active_directions,
     active_units,
     fit_gaussian,
     gaussian_sampling_factor,
@@ -81,6 +82,10 @@ def test_active_units_and_participation_ratio_hand_computed() -> None:
     variances = scales**2  # nearly uncorrelated columns: eigenvalues ~ the variances
     expected = float(variances.sum() ** 2 / (variances**2).sum())
     assert participation_ratio(codes) == pytest.approx(expected, rel=0.02)
+    assert active_directions(codes) == 3
+    rotation = torch.linalg.qr(torch.randn(6, 6, generator=generator, dtype=torch.float64))[0]
+    rotated = codes.reshape(20000, 6) @ rotation  # oblique axes: counts per axis change, not per direction
+    assert active_directions(rotated) == 3 and active_units(rotated) > 3
 
 
 def test_participation_ratio_limits() -> None:
@@ -92,6 +97,7 @@ def test_participation_ratio_limits() -> None:
     assert participation_ratio(torch.ones(10, 4)) == 0.0
     assert latent_activity(torch.ones(10, 2, 4)) == {
         "active_units": 0,
+        "active_directions": 0,
         "participation_ratio": 0.0,
         "latent_dims": 8,
     }
