@@ -111,12 +111,20 @@ def parse_smiles(smiles: str, index: int | None = None) -> Chem.Mol:
         The sanitised RDKit molecule.
 
     Raises:
-        InvalidSmilesError: if the input is not a non-empty string or RDKit rejects it.
+        InvalidSmilesError: if the input is missing or empty, holds whitespace inside (RDKit would
+            read what follows as the molecule's name and drop it), is not a string, or RDKit
+            rejects it.
     """
+    if smiles is None or (isinstance(smiles, float) and math.isnan(smiles)):
+        raise InvalidSmilesError(smiles, "empty SMILES (missing value)", index)
     if not isinstance(smiles, str):
         raise InvalidSmilesError(smiles, f"expected a string, got {type(smiles).__name__}", index)
     if not smiles.strip():
         raise InvalidSmilesError(smiles, "empty SMILES", index)
+    if any(character.isspace() for character in smiles.strip()):
+        raise InvalidSmilesError(
+            smiles, "whitespace inside the SMILES (RDKit would read the rest as a name and drop it)", index
+        )
     with rdBase.BlockLogs(), rdBase.CaptureErrorLog() as capture:
         mol = Chem.MolFromSmiles(smiles)
     if mol is None:

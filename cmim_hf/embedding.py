@@ -119,7 +119,11 @@ def iter_file_chunks(path: str | os.PathLike, smiles_col: str | None, chunk_size
         for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size, columns=[column]):
             yield batch.column(0).to_pylist()
     else:
-        for frame in pd.read_csv(path, usecols=[column], dtype={column: object}, chunksize=chunk_size):
+        # blank lines are rows too (an empty SMILES, flagged): every data line keeps its index
+        chunks = pd.read_csv(
+            path, usecols=[column], dtype={column: object}, chunksize=chunk_size, skip_blank_lines=False
+        )
+        for frame in chunks:
             yield frame[column].tolist()
 
 
@@ -320,6 +324,18 @@ class CMIMEmbedder:
                 texts.append(text)
         return positions, texts, invalid
 
+    def _unreadable(self, text: str, token_ids: list[int]) -> str:
+        """Why the model cannot read a tokenized molecule faithfully ("" if it can): more tokens than
+        it accepts, or tokens outside its vocabulary (all of them would be the same `<unk>`)."""
+        if self.max_length is not None and len(token_ids) > self.max_length:
+            return f"too long: more than {self.max_length} tokens"
+        unk = self.tokenizer.unk_token_id
+        if unk is not None and unk in token_ids:
+            unknown = getattr(self.tokenizer, "unknown_tokens", None)
+            pieces = " ".join(dict.fromkeys(unknown(text))) if unknown else "<unk>"
+            return f"tokens outside the vocabulary: {pieces}"
+        return ""
+
     def _embed_chunk(self, values: list[Any], start: int, bar: tqdm | None) -> _Chunk:
         """Embed one chunk of raw values whose first row has input index `start`."""
         positions, texts, invalid = self._prepare(values, start)
@@ -328,15 +344,14 @@ class CMIMEmbedder:
             truncate = {"truncation": True, "max_length": self.max_length + 1} if self.max_length else {}
             token_ids = self.tokenizer(texts, return_attention_mask=False, **truncate)["input_ids"]
         lengths = np.array([len(ids) for ids in token_ids], dtype=np.int64)
-        keep = np.arange(len(texts))
-        if self.max_length is not None:
-            for k in np.flatnonzero(lengths > self.max_length):
-                reason = f"too long: more than {self.max_length} tokens"
+        unreadable = {k: self._unreadable(texts[k], ids) for k, ids in enumerate(token_ids)}
+        for k, reason in unreadable.items():
+            if reason:
                 invalid.append(
                     InvalidRow(index=start + positions[k], smiles=str(values[positions[k]]), reason=reason)
                 )
-            invalid.sort(key=lambda row: row.index)
-            keep = np.flatnonzero(lengths <= self.max_length)
+        invalid.sort(key=lambda row: row.index)
+        keep = np.array([k for k, reason in unreadable.items() if not reason], dtype=np.int64)
         if invalid and self.on_invalid == "raise":
             raise InvalidSmilesError(invalid[0].smiles, invalid[0].reason, invalid[0].index)
 

@@ -47,9 +47,16 @@ def test_parse_smiles_raises_typed_error_naming_input(smiles: str, reason_part: 
     assert repr(smiles) in str(err) and "row 7" in str(err)
 
 
-def test_parse_smiles_rejects_non_strings() -> None:
+def test_parse_smiles_rejects_non_strings_missing_values_and_inner_whitespace() -> None:
     with pytest.raises(InvalidSmilesError, match="expected a string"):
-        parse_smiles(float("nan"))  # type: ignore[arg-type]
+        parse_smiles(12)  # type: ignore[arg-type]
+    for missing in (float("nan"), None):
+        with pytest.raises(InvalidSmilesError, match=r"empty SMILES \(missing value\)"):
+            parse_smiles(missing)  # type: ignore[arg-type]
+    for spaced in ("CC O", "CC\tO", "CC\nO"):  # RDKit alone would accept them, reading "O" as a name
+        with pytest.raises(InvalidSmilesError, match="whitespace inside"):
+            parse_smiles(spaced)
+    assert parse_smiles("  CCO \n").GetNumAtoms() == 3  # surrounding whitespace is fine
 
 
 def test_errors_do_not_print_rdkit_messages(capfd: pytest.CaptureFixture[str]) -> None:

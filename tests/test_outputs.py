@@ -170,3 +170,23 @@ def test_task_names_never_become_paths(tmp_path: Path, capsys, command: str, nam
     err = capsys.readouterr().err
     assert "cannot be used as a file name" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists() and not Path("/some/abs/path").exists()
+
+
+def test_molecules_the_model_cannot_read_faithfully_are_flagged(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """Issue 13, cases 7, 8 and 10: unknown tokens, whitespace inside, blank lines and empty SMILES
+    are flagged invalid with a reason, and every data line keeps its index."""
+    rows = ["CCO", "[Xe]", "[Kr]", "[13CH3]O", "CC O", "CC\tO", "", "c1ccccc1"]
+    source = tmp_path / "in.csv"
+    source.write_text("smiles\n" + "\n".join(f'"{r}"' if r else "" for r in rows) + "\n")
+    out = tmp_path / "out.parquet"
+    assert run_embed(str(source), "-o", str(out), "--model", str(tiny_checkpoint)) == 0
+    table = pd.read_parquet(out)
+    assert table["row_index"].tolist() == list(range(len(rows)))
+    assert table["valid"].tolist() == [True, False, False, False, False, False, False, True]
+    reasons = table["invalid_reason"].tolist()
+    assert "outside the vocabulary: [Xe]" in reasons[1] and "[Kr]" in reasons[2] and "[13CH3]" in reasons[3]
+    assert "whitespace inside" in reasons[4] and "whitespace inside" in reasons[5]
+    assert reasons[6].startswith("empty SMILES")
+    assert all(len(vector) and pd.isna(vector).all() for vector in table["embedding"][1:7])
