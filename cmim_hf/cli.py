@@ -59,6 +59,21 @@ def _generation_command(
     return setup
 
 
+class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows an option's default once: appended as "(default: X)" only when its help does not already
+    speak of a default and the default is a value (not None or False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if (
+            "default" in help_text
+            or action.default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
 SUBCOMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]]
 ] = {
@@ -101,7 +116,7 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict[str, Ca
             name,
             help=help_text,
             description=help_text,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=DefaultsHelpFormatter,
         )
         if name == requested:
             runners[name] = setup(subparser)

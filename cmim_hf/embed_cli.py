@@ -118,6 +118,10 @@ def run_embed_command(args: argparse.Namespace) -> int:
             f"cannot read {args.input}: {str(err).splitlines()[0] if str(err) else type(err).__name__}", 2
         )
 
+    if args.no_progress:  # also the weight-loading bar of from_pretrained
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
     model = args.model or DEFAULT_CHECKPOINT
     local = Path(model).expanduser()
     if (local.exists() or model.startswith((".", "/", "~"))) and not (local / "config.json").is_file():

@@ -31,10 +31,11 @@ import pyarrow.parquet as pq
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
 
 from . import chem
 from .chem import InvalidRow, InvalidSmilesError
+from .generation import TOKENIZER_FILES, CheckpointError, check_tokenizer_matches
 from .outputs import check_output_path
 from .pipelines import Source, compute_embeddings, is_cmim_model, validate_options
 from .pooling import LayerSpec, PoolingMode
@@ -153,18 +154,31 @@ def _count_rows(inputs: Any) -> int | None:
 
 
 def load_model_and_tokenizer(name_or_path: str | os.PathLike) -> tuple[PreTrainedModel, Any]:
-    """Load a seq2seq model (float32) and its tokenizer from a local folder or Hub id."""
-    config = AutoConfig.from_pretrained(name_or_path)
+    """Load a seq2seq model (float32) and its tokenizer from a local folder or Hub id.
+
+    Raises:
+        CheckpointError: no tokenizer with the model, or one that does not match it
+            (:func:`cmim_hf.generation.check_tokenizer_matches`).
+    """
     try:
         model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=torch.float32)
     except ValueError:
         model = AutoModel.from_pretrained(name_or_path, dtype=torch.float32)
+    folder = Path(name_or_path)
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        # AutoTokenizer would build a tokenizer with the shipped vocabulary: maybe not the model's
+        raise CheckpointError(
+            f"{folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)}): save the tokenizer with the model "
+            "(tokenizer.save_pretrained(folder))"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    except (OSError, ValueError):
-        if config.model_type != "cmim":
-            raise
-        tokenizer = CMIMTokenizer()
+    except (OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{name_or_path} has no usable tokenizer ({str(err).strip().splitlines()[0] if str(err).strip() else err!r}): "
+            "save it with the model (tokenizer.save_pretrained(folder))"
+        ) from None
+    check_tokenizer_matches(model, tokenizer, str(name_or_path))
     return model, tokenizer
 
 

@@ -612,7 +612,9 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     )
     parser.add_argument("--task", choices=("regression", "classification"), help="task type of --csv")
     parser.add_argument("--task-name", help="name of the --csv task in reports (default: file stem)")
-    parser.add_argument("--split", choices=SPLIT_KINDS, default="random")
+    parser.add_argument(
+        "--split", choices=SPLIT_KINDS, default="random", help="how each task is split into train/valid/test"
+    )
     parser.add_argument(
         "--seeds", type=int, default=3, help="number of seeds 0..N-1 (a split and a run each)"
     )
@@ -623,17 +625,26 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument(
         "--classifier-dropout", type=float, help="head dropout (default: the model's dropout)"
     )
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument(
+        "--learning-rate", type=float, default=defaults.learning_rate, help="peak AdamW learning rate"
+    )
+    parser.add_argument(
+        "--weight-decay", type=float, default=defaults.weight_decay, help="AdamW weight decay"
+    )
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="molecules per step")
     parser.add_argument(
         "--patience",
         type=int,
         default=defaults.patience,
         help="early stopping: epochs without a better valid loss",
     )
-    parser.add_argument("--warmup-ratio", type=float, default=defaults.warmup_ratio)
+    parser.add_argument(
+        "--warmup-ratio",
+        type=float,
+        default=defaults.warmup_ratio,
+        help="fraction of the steps spent warming up the learning rate",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/finetune"), help="output folder")
     parser.add_argument("--max-molecules", type=int, help="seeded subsample of each task (quick runs)")
     parser.add_argument(

@@ -42,6 +42,7 @@ from .latent_stats import fit_gaussian, gaussian_sampling_factor, sample_gaussia
 __all__ = [
     "CheckpointError",
     "check_checkpoint_folder",
+    "check_tokenizer_matches",
     "load_model_for_generation",
     "GenerationResult",
     "ReconstructionResult",
@@ -133,6 +134,39 @@ def check_checkpoint_folder(folder: str | os.PathLike) -> None:
             )
 
 
+def check_tokenizer_matches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: str) -> None:
+    """Refuse a tokenizer that does not fit the model: more tokens than its embedding has rows,
+    special tokens at other ids, or (when the config records it) another vocabulary than the one it
+    was trained with.
+
+    Raises:
+        CheckpointError: naming ``source`` and the mismatch.
+    """
+    from .tokenization_cmim import vocabulary_fingerprint
+
+    config = model.config
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise CheckpointError(
+            f"{source}: the tokenizer has {len(tokenizer)} tokens, the model's embedding only {rows} rows"
+        )
+    for name in ("pad", "bos", "eos", "unk"):
+        model_id, tokenizer_id = (
+            getattr(config, f"{name}_token_id", None),
+            getattr(tokenizer, f"{name}_token_id"),
+        )
+        if model_id is not None and tokenizer_id is not None and model_id != tokenizer_id:
+            raise CheckpointError(
+                f"{source}: the tokenizer's {name} token has id {tokenizer_id}, the model's {model_id}"
+            )
+    expected = getattr(config, "vocab_fingerprint", None)
+    if expected and vocabulary_fingerprint(tokenizer) != expected:
+        raise CheckpointError(
+            f"{source}: the tokenizer's vocabulary is not the one the model was trained with "
+            f"(fingerprint {vocabulary_fingerprint(tokenizer)}, the config records {expected})"
+        )
+
+
 def load_model_for_generation(
     name_or_path: str | os.PathLike, device: str | torch.device | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -161,6 +195,7 @@ def load_model_for_generation(
         raise CheckpointError(f"cannot load the model from {name_or_path}: {first_line}") from None
     if not (hasattr(model, "decode_latents") and hasattr(model, "encode")):
         raise CheckpointError(f"{name_or_path} is not a cMIM model (model_type {model.config.model_type!r})")
+    check_tokenizer_matches(model, tokenizer, str(name_or_path))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), tokenizer
 

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import torch
 from transformers import set_seed
 
 from .chem import SMILES_NORMALIZATIONS, InvalidSmilesError, normalize_smiles
 from .configuration_cmim import CMIMConfig
 from .generation import fit_aggregate_posterior
 from .modeling_cmim import CMIMForConditionalGeneration
-from .tokenization_cmim import CMIMTokenizer
+from .tokenization_cmim import CMIMTokenizer, vocabulary_fingerprint
 from .trainer import OBJECTIVES, CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
 SMILES_COLUMNS = ("SMILES", "smiles", "Smiles", "mol")
@@ -185,16 +186,23 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
 
     model = parser.add_argument_group("model (ignored with --init-from)")
     model.add_argument("--init-from", help="start from this checkpoint instead of a fresh model")
-    model.add_argument("--hidden-size", type=int, default=128)
-    model.add_argument("--encoder-layers", type=int, default=3)
-    model.add_argument("--decoder-layers", type=int, default=3)
-    model.add_argument("--num-attention-heads", type=int, default=4)
-    model.add_argument("--ffn-dim", type=int, default=512)
+    model.add_argument("--hidden-size", type=int, default=128, help="width of every transformer layer")
+    model.add_argument("--encoder-layers", type=int, default=3, help="transformer layers of the encoder")
+    model.add_argument("--decoder-layers", type=int, default=3, help="transformer layers of the decoder")
+    model.add_argument(
+        "--num-attention-heads", type=int, default=4, help="attention heads (must divide --hidden-size)"
+    )
+    model.add_argument("--ffn-dim", type=int, default=512, help="inner width of the feed-forward blocks")
     model.add_argument("--num-latents", type=int, default=1, help="K latent vectors per molecule")
     model.add_argument("--latent-size", type=int, help="size of each latent vector (default: hidden size)")
-    model.add_argument("--posterior", choices=("learned", "sampled"), default="learned")
+    model.add_argument(
+        "--posterior",
+        choices=("learned", "sampled"),
+        default="learned",
+        help="learned: predicted log-variance; sampled: MolMIM's dense latent (log-variance drawn per molecule)",
+    )
     model.add_argument("--logvar-min", type=float, default=-6.0, help="floor of the posterior log-variance")
-    model.add_argument("--dropout", type=float, default=0.0)
+    model.add_argument("--dropout", type=float, default=0.0, help="dropout on residual branches")
     model.add_argument(
         "--max-length", type=int, default=128, help="max tokens per molecule incl. <bos>/<eos>"
     )
@@ -214,11 +222,23 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
 
     train = parser.add_argument_group("training")
     train.add_argument("--output-dir", required=True, help="checkpoints, logs and the final model go here")
-    train.add_argument("--objective", choices=OBJECTIVES, default="cmim")
+    train.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="cmim",
+        help="cmim (A-MIM + cMIM term), mim (A-MIM), infonce (A-MIM + InfoNCE), ae (reconstruction only)",
+    )
     train.add_argument("--temperature", type=float, default=0.1, help="tau of the contrastive term")
-    train.add_argument("--latent-weight", type=float, default=1.0)
-    train.add_argument("--contrastive-weight", type=float, default=1.0)
-    train.add_argument("--latent-warmup-steps", type=int, default=1000)
+    train.add_argument(
+        "--latent-weight", type=float, default=1.0, help="weight of the A-MIM latent term after its warm-up"
+    )
+    train.add_argument("--contrastive-weight", type=float, default=1.0, help="weight of the contrastive term")
+    train.add_argument(
+        "--latent-warmup-steps",
+        type=int,
+        default=1000,
+        help="steps over which the latent weight rises linearly from 0",
+    )
     train.add_argument(
         "--latent-reduction", choices=("mean", "sum"), default="mean", help="latent term over dimensions"
     )
@@ -240,16 +260,26 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         help="batch molecules of similar length together (less padding)",
     )
     train.add_argument("--batch-size", type=int, default=128, help="molecules per process per step")
-    train.add_argument("--gradient-accumulation-steps", type=int, default=1)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--lr-scheduler", default="constant_with_warmup")
-    train.add_argument("--warmup-steps", type=int, default=200)
-    train.add_argument("--max-steps", type=int, default=1000)
+    train.add_argument(
+        "--gradient-accumulation-steps", type=int, default=1, help="micro-batches per optimizer step"
+    )
+    train.add_argument("--learning-rate", type=float, default=1e-3, help="peak AdamW learning rate")
+    train.add_argument(
+        "--lr-scheduler",
+        default="constant_with_warmup",
+        help="Transformers scheduler name: constant_with_warmup, cosine, linear, ...",
+    )
+    train.add_argument("--warmup-steps", type=int, default=200, help="learning-rate warm-up steps")
+    train.add_argument("--max-steps", type=int, default=1000, help="optimizer steps to train for")
     train.add_argument("--save-steps", type=int, default=250, help="checkpoint every N steps")
-    train.add_argument("--save-total-limit", type=int, default=2)
-    train.add_argument("--logging-steps", type=int, default=25)
+    train.add_argument(
+        "--save-total-limit", type=int, default=2, help="checkpoints kept (older ones are deleted)"
+    )
+    train.add_argument("--logging-steps", type=int, default=25, help="log the loss components every N steps")
     train.add_argument("--eval-steps", type=int, help="evaluate every N steps (default: only at the end)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--seed", type=int, default=0, help="seed of the weights, the data order and the posterior noise"
+    )
     train.add_argument(
         "--resume", action="store_true", help="resume from the last complete checkpoint in --output-dir"
     )
@@ -287,6 +317,7 @@ def build_model(args: argparse.Namespace, tokenizer: CMIMTokenizer) -> CMIMForCo
         position_embedding_type=args.position_embedding,
         smiles_normalization=args.smiles_normalization,
     )
+    config.vocab_fingerprint = vocabulary_fingerprint(tokenizer)
     return CMIMForConditionalGeneration(config)
 
 
@@ -354,6 +385,7 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         data_seed=args.seed,
         report_to=args.report_to,
         dataloader_drop_last=True,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps host-to-GPU copies
     )
     trainer = CMIMTrainer(
         model=model,

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+import shutil
+import tempfile
 
-import cmim_hf
-from cmim_hf import CMIMConfig, CMIMForConditionalGeneration
+# Tests never write into the user's Hugging Face cache: a temporary HF_HOME for this session (and
+# every process it starts), set before transformers reads it.
+_HF_HOME = tempfile.mkdtemp(prefix="cmim-tests-hf-home-")
+os.environ["HF_HOME"] = _HF_HOME
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import cmim_hf  # noqa: E402
+from cmim_hf import CMIMConfig, CMIMForConditionalGeneration  # noqa: E402
 
 SMILES = [
     "CCO",
@@ -44,3 +54,9 @@ def tokenizer():
 def tiny_model() -> CMIMForConditionalGeneration:
     torch.manual_seed(0)
     return CMIMForConditionalGeneration(tiny_config()).eval()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_temporary_hf_home():
+    yield
+    shutil.rmtree(_HF_HOME, ignore_errors=True)

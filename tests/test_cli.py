@@ -16,7 +16,7 @@ from conftest import SMILES, tiny_config
 from test_generation_cli import assert_one_line_error, start_cmim
 
 import cmim_hf
-from cmim_hf.cli import main
+from cmim_hf.cli import build_parser, main
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +82,25 @@ def test_user_mistakes_exit_2_with_one_line(runs) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", ["embed", "pretrain", "benchmark", "finetune", "sample", "reconstruct", "optimize"]
+    "command",
+    ["embed", "pretrain", "benchmark", "finetune", "sample", "reconstruct", "optimize", "fit-prior"],
 )
 def test_every_subcommand_has_help(command, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: cmim " + command in capsys.readouterr().out
+    parser, _ = build_parser([command])
+    subparser = parser._subparsers._group_actions[0].choices[command]
+    formatter = subparser._get_formatter()
+    for action in subparser._actions:
+        if action.dest == "help":
+            continue
+        text = formatter._get_help_string(action) % {"default": action.default}
+        assert action.help, f"cmim {command} {action.option_strings}: no help"  # issue 13, case 13
+        assert text.count("default") <= 1 and "(default: None)" not in text, (
+            f"{action.option_strings}: {text}"
+        )
 
 
 def test_missing_subcommand_is_a_usage_error() -> None:

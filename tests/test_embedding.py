@@ -169,7 +169,9 @@ def test_options_reach_the_model(model) -> None:
 
 
 def test_generic_seq2seq_model() -> None:
-    vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", *"CNOSFBrIPclnos()=#123456789[]+-H@/\\"])}
+    vocab = {
+        t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", *"CNOSFBrIPclnos()=#123456789[]+-H@/\\"])
+    }
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
     backend.post_processor = processors.TemplateProcessing(

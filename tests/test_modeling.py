@@ -179,7 +179,7 @@ def test_gradient_checkpointing_gives_same_gradients(tokenizer) -> None:
     plain = CMIMForConditionalGeneration(tiny_config()).train()
     checkpointed = CMIMForConditionalGeneration(tiny_config()).train()
     checkpointed.load_state_dict(plain.state_dict())
-    checkpointed.gradient_checkpointing_enable()
+    checkpointed.activation_checkpointing_enable()
     batch = tokenizer(SMILES, padding=True, return_tensors="pt")
     for model in (plain, checkpointed):
         torch.manual_seed(1)  # same posterior noise

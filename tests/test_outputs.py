@@ -190,3 +190,63 @@ def test_molecules_the_model_cannot_read_faithfully_are_flagged(
     assert "whitespace inside" in reasons[4] and "whitespace inside" in reasons[5]
     assert reasons[6].startswith("empty SMILES")
     assert all(len(vector) and pd.isna(vector).all() for vector in table["embedding"][1:7])
+
+
+def test_a_checkpoint_whose_tokenizer_is_missing_or_does_not_match_is_refused(
+    tmp_path: Path, table: Path, capsys
+) -> None:
+    """Issue 13, case 9."""
+    import cmim_hf
+    from cmim_hf.embedding import load_model_and_tokenizer
+    from cmim_hf.generation import CheckpointError
+    from cmim_hf.tokenization_cmim import vocabulary_fingerprint
+
+    model = CMIMForConditionalGeneration.from_pretrained(cmim_hf.DEFAULT_CHECKPOINT)
+    assert model.config.vocab_fingerprint == vocabulary_fingerprint(CMIMTokenizer())
+    bare = tmp_path / "no_tokenizer"
+    model.save_pretrained(bare)
+    with pytest.raises(CheckpointError, match="has no tokenizer files"):
+        load_model_and_tokenizer(bare)
+
+    vocab = CMIMTokenizer().get_vocab()
+    tokens = sorted((t for t, i in vocab.items() if i >= 5), key=vocab.get)
+    permuted = {
+        **{t: i for t, i in vocab.items() if i < 5},
+        **{t: 5 + k for k, t in enumerate(reversed(tokens))},
+    }
+    swapped = tmp_path / "permuted"
+    model.save_pretrained(swapped)
+    CMIMTokenizer(vocab=permuted).save_pretrained(swapped)
+    with pytest.raises(CheckpointError, match="not the one the model was trained with"):
+        load_model_and_tokenizer(swapped)
+
+    small = CMIMForConditionalGeneration(tiny_config(vocab_size=40))
+    oversized = tmp_path / "oversized"
+    small.save_pretrained(oversized)
+    CMIMTokenizer().save_pretrained(oversized)
+    with pytest.raises(CheckpointError, match="the model's embedding only 40 rows"):
+        load_model_and_tokenizer(oversized)
+    assert run_embed(str(table), "-o", str(tmp_path / "out.parquet"), "--model", str(swapped)) == 1
+    err = capsys.readouterr().err
+    assert "not the one the model was trained with" in err and "Traceback" not in err
+
+
+def test_the_suite_uses_a_temporary_hf_home() -> None:
+    """Issue 13, case 13: tests never write into the user's Hugging Face cache."""
+    import tempfile
+
+    from huggingface_hub import constants
+
+    assert os.environ["HF_HOME"].startswith(tempfile.gettempdir())
+    assert os.environ["HF_HOME"] == constants.HF_HOME
+
+
+def test_cpu_pretraining_does_not_pin_memory(tmp_path: Path, recwarn) -> None:
+    from cmim_hf.pretrain import main
+
+    corpus = tmp_path / "train.csv"
+    pd.DataFrame({"smiles": ["CCO", "CCN", "CCC", "CCCl"] * 4}).to_csv(corpus, index=False)
+    tiny = ["--hidden-size", "16", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "32"]
+    tiny += ["--num-attention-heads", "2", "--batch-size", "4", "--max-steps", "1"]
+    assert main(["--train-file", str(corpus), "--output-dir", str(tmp_path / "run"), *tiny]) == 0
+    assert not [w for w in recwarn if "pin_memory" in str(w.message)]

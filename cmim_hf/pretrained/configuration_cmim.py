@@ -42,6 +42,8 @@ class CMIMConfig(PreTrainedConfig):
         classifier_features: features of [`CMIMForSequenceClassification`]: ``"informative"``
             (mu and the mean-pooled last decoder layer) or ``"latent"`` (mu).
         classifier_dropout: dropout of the classification head (``dropout`` when None).
+        vocab_fingerprint: :func:`cmim_hf.tokenization_cmim.vocabulary_fingerprint` of the tokenizer the
+            model was trained with; loading refuses a tokenizer with another vocabulary.
         smiles_normalization: how the training SMILES were written, applied to inputs by the
             embedder, the pipeline and the benchmark featurizer: ``"none"`` (as given),
             ``"canonical"`` (RDKit canonical, stereo kept) or ``"canonical_nostereo"`` (RDKit
@@ -86,6 +88,7 @@ class CMIMConfig(PreTrainedConfig):
     classifier_features: str = "informative"
     classifier_dropout: float | None = None
     smiles_normalization: str | None = None
+    vocab_fingerprint: str | None = None
     use_cache: bool = True
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1

@@ -7,6 +7,7 @@ This file is copied next to saved checkpoints (`register_for_auto_class`) and lo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -21,7 +22,14 @@ from transformers import BatchEncoding
 from transformers.tokenization_utils_base import TruncationStrategy
 from transformers.tokenization_utils_tokenizers import TokenizersBackend
 
-__all__ = ["SMILES_REGEX", "SPECIAL_TOKENS", "CMIMTokenizer", "build_vocab", "split_smiles"]
+__all__ = [
+    "SMILES_REGEX",
+    "SPECIAL_TOKENS",
+    "CMIMTokenizer",
+    "build_vocab",
+    "split_smiles",
+    "vocabulary_fingerprint",
+]
 
 # Schwaller et al., ACS Cent. Sci. 2019, 5, 1572 ("Molecular Transformer"): one token per bracket
 # atom, two-letter organic-subset atom (Br, Cl), bond, branch, ring-bond number (%nn two-digit).
@@ -54,6 +62,13 @@ def split_smiles(smiles: str) -> list[str]:
     if end < len(smiles):
         tokens.append(smiles[end:])
     return tokens
+
+
+def vocabulary_fingerprint(tokenizer: Any) -> str:
+    """First 16 hex digits of the sha256 of a tokenizer's (token, id) pairs: equal iff two tokenizers
+    map every token to the same id (a reordered vocabulary gets another fingerprint)."""
+    pairs = sorted(tokenizer.get_vocab().items(), key=lambda item: (item[1], item[0]))
+    return hashlib.sha256(json.dumps(pairs).encode("utf-8")).hexdigest()[:16]
 
 
 def build_vocab(smiles: Iterable[str], min_frequency: int = 1) -> dict[str, int]:
