@@ -193,9 +193,13 @@ def _read_table(path: Path) -> pd.DataFrame:
     """Read a CSV or Parquet file (by extension), raising :class:`DataFileNotFoundError`."""
     if not path.is_file():
         raise DataFileNotFoundError(f"data file not found: {path}")
-    if path.suffix.lower() in {".parquet", ".pq"}:
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+    try:
+        if path.suffix.lower() in {".parquet", ".pq"}:
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except (ValueError, OSError, EOFError) as err:  # empty, not UTF-8, truncated or corrupt compression
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path} cannot be read as a table: {message}") from None
 
 
 def _labels_from_frame(frame: pd.DataFrame, columns: Sequence[str], task_type: str, path: Path) -> np.ndarray:

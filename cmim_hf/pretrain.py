@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pandas as pd
 import torch
 from transformers import set_seed
 
@@ -90,21 +91,27 @@ def load_smiles_corpus(
 ) -> datasets.Dataset:
     """A ``datasets.Dataset`` with one ``smiles`` column (plus ``row``, the 0-based data row).
 
-    CSV and CSV.GZ files need a header; the SMILES column is ``smiles_column`` or the first of
-    SMILES/smiles/Smiles/mol. SMI files hold one SMILES per line, optionally followed by a name.
+    CSV, CSV.GZ and Parquet files need a header; the SMILES column is ``smiles_column`` or the first
+    of SMILES/smiles/Smiles/mol. SMI files hold one SMILES per line, optionally followed by a name.
+
+    Raises:
+        CorpusError: naming the file: missing, empty, unreadable (not UTF-8, truncated or corrupt
+            compression), without a SMILES column or without molecules.
     """
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"corpus file not found: {path}")
-    if path.suffix == ".smi":
-        dataset = datasets.load_dataset("text", data_files=str(path), split="train")
-        dataset = dataset.map(
-            lambda batch: {"smiles": [line.split()[0] if line.split() else "" for line in batch["text"]]},
-            batched=True,
-            remove_columns=["text"],
-        )
-    else:
-        dataset = datasets.load_dataset("csv", data_files=str(path), split="train")
+    try:
+        dataset = _read_corpus(path)
+    except Exception as error:  # datasets wraps the reader's error: report its root cause in one line
+        cause = error
+        while cause.__cause__ is not None or cause.__context__ is not None:
+            cause = cause.__cause__ or cause.__context__
+        message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise CorpusError(f"{path} cannot be read as a SMILES corpus: {message}") from None
+    if len(dataset) == 0:
+        raise CorpusError(f"{path} holds no molecules")
+    if path.suffix != ".smi":
         column = smiles_column or next((c for c in SMILES_COLUMNS if c in dataset.column_names), None)
         if column not in dataset.column_names:
             raise CorpusError(
@@ -119,6 +126,22 @@ def load_smiles_corpus(
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
     return dataset.add_column("row", list(range(len(dataset))))
+
+
+def _read_corpus(path: Path) -> datasets.Dataset:
+    """The file as read by ``datasets`` (SMI: a ``smiles`` column; CSV/Parquet: its own columns)."""
+    if path.suffix == ".smi":
+        dataset = datasets.load_dataset("text", data_files=str(path), split="train")
+        return dataset.map(
+            lambda batch: {"smiles": [line.split()[0] if line.split() else "" for line in batch["text"]]},
+            batched=True,
+            remove_columns=["text"],
+        )
+    if path.suffix in (".parquet", ".pq"):
+        return datasets.load_dataset("parquet", data_files=str(path), split="train")
+    if pd.read_csv(path, nrows=1).empty:  # a header and no rows: datasets would say "no data"
+        raise ValueError("a header and no molecules")
+    return datasets.load_dataset("csv", data_files=str(path), split="train")
 
 
 def tokenize_corpus(

@@ -282,7 +282,7 @@ def test_cli_runs_on_user_csv(
 def test_cli_user_errors_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli([*argv, "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert err.startswith("cmim benchmark: error: ") and message in err and err.count("\n") == 1
 
 
 def test_cli_missing_column_exits_2(csv_with_invalid: Path, capsys: pytest.CaptureFixture[str]) -> None:

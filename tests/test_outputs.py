@@ -250,3 +250,69 @@ def test_cpu_pretraining_does_not_pin_memory(tmp_path: Path, recwarn) -> None:
     tiny += ["--num-attention-heads", "2", "--batch-size", "4", "--max-steps", "1"]
     assert main(["--train-file", str(corpus), "--output-dir", str(tmp_path / "run"), *tiny]) == 0
     assert not [w for w in recwarn if "pin_memory" in str(w.message)]
+
+
+def bad_corpora(folder: Path) -> dict[str, Path]:
+    """Files that are not readable SMILES corpora, by what is wrong with them."""
+    files = {
+        "empty": ("empty.csv", b""),
+        "header only": ("header.csv", b"smiles\n"),
+        "not UTF-8": ("latin.csv", b"smiles\n\xff\xfeCCO\n"),
+        "not gzip": ("plain.csv.gz", b"smiles\nCCO\n"),
+    }
+    paths = {}
+    for case, (name, data) in files.items():
+        paths[case] = folder / name
+        paths[case].write_bytes(data)
+    lines = MOSES.read_text().splitlines(keepends=True)
+    data = gzip.compress("".join([lines[0], *lines[1:] * 3]).encode())
+    paths["truncated gzip"] = folder / "truncated.csv.gz"
+    paths["truncated gzip"].write_bytes(data[: len(data) // 2])
+    return paths
+
+
+def test_pretrain_reports_unreadable_corpora_in_one_line(tmp_path: Path, capsys) -> None:
+    """Issue 13, case 12 for `cmim pretrain`."""
+    from cmim_hf.pretrain import main
+
+    tiny = ["--hidden-size", "16", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "32"]
+    tiny += ["--num-attention-heads", "2", "--batch-size", "2", "--max-steps", "1"]
+    for case, corpus in bad_corpora(tmp_path).items():
+        run = tmp_path / f"run-{corpus.stem}"
+        assert main(["--train-file", str(corpus), "--output-dir", str(run), *tiny]) == 2, case
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("cmim pretrain: error:")]
+        assert len(lines) == 1 and str(corpus) in lines[0] and "Traceback" not in err, (case, err)
+        assert not (run / "final").exists()
+    parquet = tmp_path / "corpus.parquet"
+    pd.DataFrame({"SMILES": ["CCO", "CCN", "CCC", "CCCl"]}).to_parquet(parquet)
+    assert main(["--train-file", str(parquet), "--output-dir", str(tmp_path / "run-parquet"), *tiny]) == 0
+
+
+def test_benchmark_reports_unreadable_tables_in_one_line(tmp_path: Path, capsys) -> None:
+    """Issue 13, case 12 for `cmim benchmark --csv`; a table smaller than the inner CV still runs."""
+    from cmim_hf.cli import main
+
+    for case, table in bad_corpora(tmp_path).items():
+        if case == "header only":
+            continue  # a header-only table is a task with no molecules: reported by the harness
+        argv = ["benchmark", "--csv", str(table), "--label-col", "y", "--task", "regression", "--no-progress"]
+        assert main([*argv, "--out", str(tmp_path / "out")]) == 2, case
+        err = capsys.readouterr().err
+        assert err.startswith(f"cmim benchmark: error: {table} cannot be read") and "Traceback" not in err, (
+            case
+        )
+    few = tmp_path / "few.csv"
+    few.write_text("smiles,y\nCCO,1\nCCN,2\nCCC,3\n")
+    argv = [
+        "benchmark",
+        "--csv",
+        str(few),
+        "--label-col",
+        "y",
+        "--task",
+        "regression",
+        "--no-progress",
+        "--no-plots",
+    ]
+    assert main([*argv, "--out", str(tmp_path / "few")]) == 0

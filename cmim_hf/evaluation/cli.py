@@ -131,10 +131,10 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except (DataError, FeaturizerError, ProbeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"cmim benchmark: error: {err}", file=sys.stderr)
         return 2
     except FeaturizerRuntimeError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"cmim benchmark: error: {err}", file=sys.stderr)
         return 1
     print(Path(results.files["markdown"]).read_text(encoding="utf-8"))
     print(

@@ -128,7 +128,7 @@ def build_probe(
 
 def _inner_cv(task_type: str, y: np.ndarray, groups: np.ndarray | None, seed: int) -> tuple[Any, int]:
     """Inner CV splitter for the pool and its number of folds (0 = too small to search)."""
-    n_folds = INNER_FOLDS
+    n_folds = min(INNER_FOLDS, len(y))  # a pool smaller than the folds searches with fewer
     if task_type == "classification":
         n_folds = min(n_folds, int(np.bincount(y.astype(int), minlength=2).min()))
     if groups is not None:
