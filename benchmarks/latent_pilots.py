@@ -23,6 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cmim_hf.generation import encode_smiles, load_model_for_generation
+from cmim_hf.latent_stats import latent_activity
+from cmim_hf.pretrain import load_smiles_corpus
+
 BASE_ARGS = [
     "--hidden-size", "128", "--encoder-layers", "2", "--decoder-layers", "2", "--ffn-dim", "512",
     "--num-attention-heads", "4", "--batch-size", "64", "--learning-rate", "2e-3",
@@ -57,6 +61,7 @@ COLUMNS = (
     "token accuracy",
     "exact",
     "active units",
+    "active directions",
     "participation ratio",
 )
 
@@ -95,17 +100,22 @@ def run_pilots(names: list[str], args: argparse.Namespace) -> None:
         raise SystemExit(f"pilots failed: {', '.join(failed)} (see {args.out}/<name>.log)")
 
 
-def pilot_row(name: str, run_dir: Path) -> dict[str, Any]:
+def pilot_row(name: str, run_dir: Path, held_out_smiles: list[str]) -> dict[str, Any]:
+    """A pilot's measured row: reconstruction from its run record, code activity measured here on
+    the held-out molecules (z = mu) with ``cmim_hf.latent_stats``."""
     record = json.loads((run_dir / "pretrain_results.json").read_text())
     held_out = record.get("held_out", {})
+    model, tokenizer = load_model_for_generation(run_dir / "final", device="cpu")
+    activity = latent_activity(encode_smiles(model, tokenizer, held_out_smiles))
     return {
         "pilot": name,
         "change": PILOTS[name][0],
         "recon loss": record["last_logged_losses"].get("loss/reconstruction"),
         "token accuracy": held_out.get("eval_token_accuracy"),
         "exact": held_out.get("eval_exact_match"),
-        "active units": held_out.get("eval_active_units"),
-        "participation ratio": held_out.get("eval_participation_ratio"),
+        "active units": activity["active_units"],
+        "active directions": activity["active_directions"],
+        "participation ratio": activity["participation_ratio"],
     }
 
 
@@ -142,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     run_pilots(names, args)
     finished = [n for n in PILOTS if (args.out / n / "pretrain_results.json").is_file()]
-    rows = [pilot_row(n, args.out / n) for n in finished]
+    held_out = list(load_smiles_corpus(args.eval_file, limit=args.eval_molecules)["smiles"])
+    rows = [pilot_row(n, args.out / n, held_out) for n in finished]
     command = "python benchmarks/latent_pilots.py " + " ".join(argv if argv is not None else sys.argv[1:])
     (args.out / "pilots.json").write_text(json.dumps({"command": command, "pilots": rows}, indent=2))
     (args.out / "pilots.md").write_text(f"`{command}`\n\n" + markdown_table(rows))

@@ -281,6 +281,21 @@ class CMIMTrainer(Trainer):
 
     # --- evaluation ------------------------------------------------------------------------------
 
+    def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False, **kwargs):
+        """Evaluation reads every molecule: ``dataloader_drop_last`` (whole contrastive batches) is for
+        training only, so a held-out set smaller than one batch is still measured in full."""
+        if is_training or not self.args.dataloader_drop_last:
+            return super()._get_dataloader(
+                dataset, description, batch_size, sampler_fn, is_training, **kwargs
+            )
+        self.args.dataloader_drop_last = False
+        try:
+            return super()._get_dataloader(
+                dataset, description, batch_size, sampler_fn, is_training, **kwargs
+            )
+        finally:
+            self.args.dataloader_drop_last = True
+
     def evaluate(
         self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
     ) -> dict[str, float]:

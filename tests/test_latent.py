@@ -235,3 +235,12 @@ def test_aggregate_posterior_round_trip_and_prior_sampling(tmp_path, tokenizer) 
     (tmp_path / AGGREGATE_POSTERIOR_FILE).write_bytes(b"truncated")
     with pytest.raises(CheckpointError, match="corrupt"):
         AggregatePosterior.load(tmp_path)
+
+
+def test_evaluation_reads_every_molecule_when_training_drops_the_last_batch(tmp_path, tokenizer) -> None:
+    whole = make_trainer(tmp_path / "a", tokenizer, per_device_eval_batch_size=64).evaluate()
+    dropping = make_trainer(
+        tmp_path / "b", tokenizer, per_device_eval_batch_size=64, dataloader_drop_last=True
+    ).evaluate()  # 7 held-out molecules, fewer than one batch: nothing may be dropped
+    assert dropping["eval_token_accuracy"] == pytest.approx(whole["eval_token_accuracy"])
+    assert dropping["eval_active_units"] == whole["eval_active_units"]
