@@ -1,9 +1,10 @@
 """`cmim embed`: embed the SMILES column of a CSV/Parquet file into a Parquet file.
 
 Every input row is kept, in order; rows whose SMILES RDKit rejects (or that are too long for
-the model) get NaN embeddings, `valid=False` and the reason in `invalid_reason`. Exit codes:
-0 ok, 2 usage error (missing input file or column, bad option), 1 failure (unreadable
-checkpoint, runtime error), with one-line messages on stderr.
+the model, or hold tokens outside its vocabulary) get NaN embeddings, `valid=False` and the reason
+in `invalid_reason`. Exit codes: 0 ok, 2 expected failure (missing or unreadable input, bad column,
+bad or mismatched checkpoint, bad option, an output that exists or is the input), 1 runtime
+failure, with one-line messages on stderr.
 """
 
 import argparse
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 from . import DEFAULT_CHECKPOINT
 from .chem import SMILES_NORMALIZATIONS
 from .embedding import CMIMEmbedder, file_smiles_column
+from .generation import CheckpointError, check_checkpoint_folder
 from .outputs import check_output_path
 from .pipelines import SOURCES, validate_options
 from .pooling import LAYER_MODES, POOLING_MODES, LayerSpec
@@ -124,8 +126,13 @@ def run_embed_command(args: argparse.Namespace) -> int:
         logging.disable_progress_bar()
     model = args.model or DEFAULT_CHECKPOINT
     local = Path(model).expanduser()
-    if (local.exists() or model.startswith((".", "/", "~"))) and not (local / "config.json").is_file():
-        return _fail(f"{model} is not a checkpoint folder (no config.json there)", 1)
+    if local.exists() or model.startswith((".", "/", "~")):
+        if not (local / "config.json").is_file():
+            return _fail(f"{model} is not a checkpoint folder (no config.json there)", 2)
+        try:  # names the missing or corrupt file before anything is loaded
+            check_checkpoint_folder(local)
+        except CheckpointError as err:
+            return _fail(str(err), 2)
     try:
         embedder = CMIMEmbedder(
             str(local) if local.exists() else model,
@@ -140,8 +147,10 @@ def run_embed_command(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             progress=False if args.no_progress else None,
         )
+    except CheckpointError as err:  # a tokenizer that does not match the model
+        return _fail(str(err), 2)
     except (OSError, ValueError) as err:
-        return _fail(f"cannot load the model from {model}: {str(err).splitlines()[0]}", 1)
+        return _fail(f"cannot load the model from {model}: {str(err).splitlines()[0]}", 2)
 
     try:
         with warnings.catch_warnings():

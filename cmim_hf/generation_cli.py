@@ -9,8 +9,8 @@
 Outputs are CSV (``.csv``) or JSON (``.json``: ``{"summary": ..., "molecules": [...]}``) files; a
 one-line summary goes to stderr. Input files are CSV (optionally gzipped) or Parquet with a SMILES
 column; every input row is kept, invalid ones flagged with RDKit's reason. Exit codes: 0 ok,
-2 usage error (missing file or column, bad option), 1 failure (unreadable checkpoint, runtime
-error), with one-line messages on stderr.
+2 expected failure (missing file or column, bad or mismatched checkpoint, bad option, an output
+that exists or is an input), 1 runtime failure, with one-line messages on stderr.
 """
 
 from __future__ import annotations
@@ -49,7 +49,10 @@ class UsageError(ValueError):
 def _describe(parser: argparse.ArgumentParser, epilog: str) -> None:
     """Help shows each option's default in its own words and an example epilog."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = epilog + "\n\nexit codes: 0 ok, 1 failure (e.g. unreadable checkpoint), 2 usage error"
+    parser.epilog = (
+        epilog
+        + "\n\nexit codes: 0 ok, 2 expected failure (bad file, checkpoint or option), 1 runtime failure"
+    )
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -185,8 +188,8 @@ def _run(name: str, args: argparse.Namespace, body: Callable[[argparse.Namespace
         line = body(args)
     except (UsageError, FileNotFoundError, KeyError) as err:
         return _fail(name, str(err.args[0]) if err.args else str(err), 2)
-    except CheckpointError as err:
-        return _fail(name, str(err), 1)
+    except CheckpointError as err:  # a bad checkpoint is an expected failure, like a bad file
+        return _fail(name, str(err), 2)
     except ValueError as err:  # unreadable input file, invalid SMILES, bad option value
         return _fail(name, str(err).splitlines()[0] if str(err) else type(err).__name__, 2)
     except Exception as err:  # one line for the user, not a traceback

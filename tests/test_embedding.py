@@ -323,7 +323,7 @@ def test_cli_keeps_every_row_and_flags_invalid_ones(checkpoint: Path, tmp_path: 
     [
         (["missing.csv"], 2, "input file not found"),
         (["in.csv", "--smiles-col", "SMI"], 2, "column 'SMI' not found"),
-        (["in.csv", "--model", "./nowhere"], 1, "not a checkpoint folder"),
+        (["in.csv", "--model", "./nowhere"], 2, "not a checkpoint folder"),
         (["in.csv", "--layers", "0,-1", "--pooling", "eos", "--model", "CKPT"], 0, "dimension 96"),
     ],
 )

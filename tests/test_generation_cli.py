@@ -191,7 +191,7 @@ def test_optimize_writes_ranked_molecules(workdir: Path, console) -> None:
 
 
 def test_broken_checkpoint_through_the_console_script(console) -> None:
-    assert_one_line_error(console["broken"], 1, "broken", "model.safetensors is missing")
+    assert_one_line_error(console["broken"], 2, "broken", "model.safetensors is missing")
 
 
 def test_missing_file_and_column_in_process(workdir: Path, capsys) -> None:
@@ -234,7 +234,7 @@ def test_broken_checkpoints_name_the_bad_file(workdir: Path, tmp_path: Path, cap
         damage(folder)
         argv = [str(workdir / "molecules.csv"), "-o", str(tmp_path / "o.csv"), "--model", str(folder)]
         code, err = run_in_process("reconstruct", argv, capsys)
-        assert code == 1 and expected in err and len(err.strip().splitlines()) == 1, err
+        assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_usage_errors_in_process(workdir: Path, tmp_path: Path, capsys) -> None:

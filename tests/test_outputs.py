@@ -226,7 +226,7 @@ def test_a_checkpoint_whose_tokenizer_is_missing_or_does_not_match_is_refused(
     CMIMTokenizer().save_pretrained(oversized)
     with pytest.raises(CheckpointError, match="the model's embedding only 40 rows"):
         load_model_and_tokenizer(oversized)
-    assert run_embed(str(table), "-o", str(tmp_path / "out.parquet"), "--model", str(swapped)) == 1
+    assert run_embed(str(table), "-o", str(tmp_path / "out.parquet"), "--model", str(swapped)) == 2
     err = capsys.readouterr().err
     assert "not the one the model was trained with" in err and "Traceback" not in err
 
@@ -316,3 +316,18 @@ def test_benchmark_reports_unreadable_tables_in_one_line(tmp_path: Path, capsys)
         "--no-plots",
     ]
     assert main([*argv, "--out", str(tmp_path / "few")]) == 0
+
+
+def test_a_truncated_or_foreign_checkpoint_is_a_one_line_error(tmp_path: Path, table: Path, capsys) -> None:
+    """Issue 13, case 12 for `cmim embed`: the file is named, exit code 2, no traceback."""
+    import shutil
+
+    import cmim_hf
+
+    truncated = tmp_path / "truncated"
+    shutil.copytree(cmim_hf.DEFAULT_CHECKPOINT, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100_000])
+    assert run_embed(str(table), "-o", str(tmp_path / "a.parquet"), "--model", str(truncated)) == 2
+    err = capsys.readouterr().err
+    assert str(weights) in err and "corrupt or truncated" in err and "Traceback" not in err
