@@ -48,6 +48,10 @@ PILOTS: dict[str, tuple[str, list[str]]] = {
     "logvar-min-12": ("log-variance floor -12 (sigma 0.0025)", ["--logvar-min", "-12"]),
     "token-dropout-0.25": ("decoder word dropout 0.25", ["--decoder-token-dropout", "0.25"]),
     "grouped": ("length-grouped batches", ["--group-by-length"]),
+    "k4-deterministic-1000": (
+        "K = 4 latents of size 32, z = mu for the first 1,000 steps",
+        ["--num-latents", "4", "--latent-size", "32", "--deterministic-steps", "1000"],
+    ),
     "learned-1024": ("learned positions, 1,024 of them", ["--max-length", "1024"]),
     "rotary-1024": (
         "rotary positions, up to 1,024",
