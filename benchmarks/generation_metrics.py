@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.novelty_reference is not None:
         reference = list(load_smiles_corpus(args.novelty_reference, limit=args.novelty_rows)["smiles"])
     metrics = generative_metrics(args.model, held_out, args.n_samples, args.radius, args.seed, reference)
-    metrics["command"] = "python benchmarks/generation_metrics.py " + " ".join(
+    metrics["command"] = "python benchmarks/generation_metrics.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
     text = json.dumps(metrics, indent=2)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -44,7 +45,10 @@ PILOTS: dict[str, tuple[str, list[str]]] = {
     "contrastive-w10": ("contrastive weight 10", ["--contrastive-weight", "10"]),
     "tau-0.02": ("contrastive temperature 0.02", ["--temperature", "0.02"]),
     "posterior-lr-10x": ("posterior head at 10x the learning rate", ["--posterior-lr-multiplier", "10"]),
-    "free-nats-0.25": ("no prior pull within |z_d| < 1 (free nats 0.25)", ["--latent-free-nats", "0.25"]),
+    "free-nats-0.25": (
+        "no prior pull while z_d^2 / 4 < 0.25 (free nats 0.25)",
+        ["--latent-free-nats", "0.25"],
+    ),
     "logvar-min-12": ("log-variance floor -12 (sigma 0.0025)", ["--logvar-min", "-12"]),
     "token-dropout-0.25": ("decoder word dropout 0.25", ["--decoder-token-dropout", "0.25"]),
     "grouped": ("length-grouped batches", ["--group-by-length"]),
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     finished = [n for n in PILOTS if (args.out / n / "pretrain_results.json").is_file()]
     held_out = list(load_smiles_corpus(args.eval_file, limit=args.eval_molecules)["smiles"])
     rows = [pilot_row(n, args.out / n, held_out) for n in finished]
-    command = "python benchmarks/latent_pilots.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/latent_pilots.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     (args.out / "pilots.json").write_text(json.dumps({"command": command, "pilots": rows}, indent=2))
     (args.out / "pilots.md").write_text(f"`{command}`\n\n" + markdown_table(rows))
     print(markdown_table(rows))

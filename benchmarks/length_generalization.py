@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results (and a .md table beside it)")
     args = parser.parse_args(argv)
     molecules = task_molecules(args.tasks.split(","))
-    command = "python benchmarks/length_generalization.py " + " ".join(
+    command = "python benchmarks/length_generalization.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
     results: dict[str, Any] = {"command": command, "molecules": len(molecules), "models": {}}

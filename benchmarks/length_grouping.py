@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = measure(args)
-    results["command"] = "python benchmarks/length_grouping.py " + " ".join(
+    results["command"] = "python benchmarks/length_grouping.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
     results["threads"] = torch.get_num_threads()

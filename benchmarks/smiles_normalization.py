@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=False,
     )
     merged = json.loads((args.out / "results.json").read_text(encoding="utf-8"))  # as the harness wrote it
-    command = "python benchmarks/smiles_normalization.py " + " ".join(
+    command = "python benchmarks/smiles_normalization.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
     table = headline_table({args.split: merged}, args.probe, list(featurizers))
