@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cmim_hf import DEFAULT_CHECKPOINT
 from cmim_hf.evaluation.generative import generative_metrics
+from cmim_hf.evaluation.reports import write_json
 from cmim_hf.pretrain import load_smiles_corpus
 
 
@@ -45,11 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     metrics["command"] = "python benchmarks/generation_metrics.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
-    text = json.dumps(metrics, indent=2)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    print(text)
+        write_json(metrics, args.json)
+    print(json.dumps(metrics, indent=2))
     return 0
 
 

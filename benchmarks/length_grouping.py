@@ -29,6 +29,7 @@ import torch
 from datasets import Dataset
 
 from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
+from cmim_hf.evaluation.reports import write_json
 from cmim_hf.pretrain import load_smiles_corpus
 from cmim_hf.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
@@ -137,11 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         argv if argv is not None else sys.argv[1:]
     )
     results["threads"] = torch.get_num_threads()
-    text = json.dumps(results, indent=2)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    print(text)
+        write_json(results, args.json)
+    print(json.dumps(results, indent=2))
     return 0
 
 
