@@ -56,6 +56,20 @@ PILOTS: dict[str, tuple[str, list[str]]] = {
         "K = 4 latents of size 32, z = mu for the first 1,000 steps",
         ["--num-latents", "4", "--latent-size", "32", "--deterministic-steps", "1000"],
     ),
+    "recipe": (
+        "K = 4 x 32, z = mu first 1,000 steps, 1,024 positions, length-grouped batches",
+        [
+            "--num-latents",
+            "4",
+            "--latent-size",
+            "32",
+            "--deterministic-steps",
+            "1000",
+            "--max-length",
+            "1024",
+            "--group-by-length",
+        ],
+    ),  # fmt: skip
     "learned-1024": ("learned positions, 1,024 of them", ["--max-length", "1024"]),
     "rotary-1024": (
         "rotary positions, up to 1,024",
