@@ -70,6 +70,19 @@ PILOTS: dict[str, tuple[str, list[str]]] = {
             "--group-by-length",
         ],
     ),  # fmt: skip
+    "recipe-ungrouped": (
+        "K = 4 x 32, z = mu first 1,000 steps, 1,024 positions (random batches)",
+        [
+            "--num-latents",
+            "4",
+            "--latent-size",
+            "32",
+            "--deterministic-steps",
+            "1000",
+            "--max-length",
+            "1024",
+        ],
+    ),
     "learned-1024": ("learned positions, 1,024 of them", ["--max-length", "1024"]),
     "rotary-1024": (
         "rotary positions, up to 1,024",
