@@ -35,6 +35,7 @@ BASE_ARGS = [
     "--save-total-limit", "1", "--num-proc", "1",
 ]  # fmt: skip
 
+K4_DETERMINISTIC = ["--num-latents", "4", "--latent-size", "32", "--deterministic-steps", "1000"]
 # name -> (what changes, extra `cmim pretrain` options). The baseline starts the posterior at its
 # floor, which is the model's initialisation since issue 12.
 PILOTS: dict[str, tuple[str, list[str]]] = {
@@ -52,36 +53,14 @@ PILOTS: dict[str, tuple[str, list[str]]] = {
     "logvar-min-12": ("log-variance floor -12 (sigma 0.0025)", ["--logvar-min", "-12"]),
     "token-dropout-0.25": ("decoder word dropout 0.25", ["--decoder-token-dropout", "0.25"]),
     "grouped": ("length-grouped batches", ["--group-by-length"]),
-    "k4-deterministic-1000": (
-        "K = 4 latents of size 32, z = mu for the first 1,000 steps",
-        ["--num-latents", "4", "--latent-size", "32", "--deterministic-steps", "1000"],
-    ),
+    "k4-deterministic-1000": ("K = 4 latents of size 32, z = mu for the first 1,000 steps", K4_DETERMINISTIC),
     "recipe": (
         "K = 4 x 32, z = mu first 1,000 steps, 1,024 positions, length-grouped batches",
-        [
-            "--num-latents",
-            "4",
-            "--latent-size",
-            "32",
-            "--deterministic-steps",
-            "1000",
-            "--max-length",
-            "1024",
-            "--group-by-length",
-        ],
-    ),  # fmt: skip
+        [*K4_DETERMINISTIC, "--max-length", "1024", "--group-by-length"],
+    ),
     "recipe-ungrouped": (
         "K = 4 x 32, z = mu first 1,000 steps, 1,024 positions (random batches)",
-        [
-            "--num-latents",
-            "4",
-            "--latent-size",
-            "32",
-            "--deterministic-steps",
-            "1000",
-            "--max-length",
-            "1024",
-        ],
+        [*K4_DETERMINISTIC, "--max-length", "1024"],
     ),
     "learned-1024": ("learned positions, 1,024 of them", ["--max-length", "1024"]),
     "rotary-1024": (

@@ -160,10 +160,11 @@ def check_tokenizer_matches(model: PreTrainedModel, tokenizer: PreTrainedTokeniz
                 f"{source}: the tokenizer's {name} token has id {tokenizer_id}, the model's {model_id}"
             )
     expected = getattr(config, "vocab_fingerprint", None)
-    if expected and vocabulary_fingerprint(tokenizer) != expected:
+    found = vocabulary_fingerprint(tokenizer) if expected else None
+    if found != expected:
         raise CheckpointError(
             f"{source}: the tokenizer's vocabulary is not the one the model was trained with "
-            f"(fingerprint {vocabulary_fingerprint(tokenizer)}, the config records {expected})"
+            f"(fingerprint {found}, the config records {expected})"
         )
 
 

@@ -369,7 +369,8 @@ def _fit_prior(args: argparse.Namespace) -> str:
             break
     model, tokenizer = _load(args)
     usable, reasons = _screen(values, tokenizer, model)
-    known = [i for i in usable if tokenizer.unk_token_id not in tokenizer(values[i])["input_ids"]]
+    token_ids = tokenizer([values[i] for i in usable])["input_ids"] if usable else []  # one batched call
+    known = [i for i, ids in zip(usable, token_ids) if tokenizer.unk_token_id not in ids]
     if len(known) < 2:
         raise UsageError(f"{args.input}: fewer than 2 usable molecules among the first {len(values)} rows")
     prior = generation.fit_aggregate_posterior(

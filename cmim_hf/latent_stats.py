@@ -35,22 +35,26 @@ def active_units(z_mean: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> in
     return int((_flat_float64(z_mean).var(dim=0) > threshold).sum())
 
 
+def fit_gaussian(codes: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean (D,) and unbiased covariance (D, D) (float64) of ``codes`` (N, ...) flattened to D."""
+    flat = _flat_float64(codes)
+    mean = flat.mean(dim=0)
+    centred = flat - mean
+    return mean, centred.T @ centred / (flat.shape[0] - 1)
+
+
 def active_directions(z_mean: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
     """Number of principal directions of ``z_mean`` (N, ...) whose variance across molecules exceeds
     ``threshold``: the eigenvalues of the covariance above it. Unlike :func:`active_units` it does not
     depend on the axes (a code spread over a few oblique directions counts those few)."""
-    centred = _flat_float64(z_mean)
-    centred = centred - centred.mean(dim=0)
-    eigenvalues = torch.linalg.eigvalsh(centred.T @ centred / (centred.shape[0] - 1))
+    eigenvalues = torch.linalg.eigvalsh(fit_gaussian(z_mean)[1])
     return int((eigenvalues > threshold).sum())
 
 
 def participation_ratio(z_mean: Tensor) -> float:
     """Effective number of directions of ``z_mean`` (N, ...): ``tr(C)^2 / tr(C^2)`` of the covariance C
     (0 for identical codes)."""
-    centred = _flat_float64(z_mean)
-    centred = centred - centred.mean(dim=0)
-    covariance = centred.T @ centred / (centred.shape[0] - 1)
+    covariance = fit_gaussian(z_mean)[1]
     trace_squared = (covariance * covariance).sum()  # tr(C^2) = ||C||_F^2 for symmetric C
     return 0.0 if trace_squared == 0 else float(torch.trace(covariance) ** 2 / trace_squared)
 
@@ -68,14 +72,6 @@ def latent_activity(z_mean: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) ->
 # ---------------------------------------------------------------------------------------------
 # The aggregate posterior: a Gaussian fitted to the codes of the training molecules
 # ---------------------------------------------------------------------------------------------
-
-
-def fit_gaussian(codes: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean (D,) and unbiased covariance (D, D) (float64) of ``codes`` (N, ...) flattened to D."""
-    flat = _flat_float64(codes)
-    mean = flat.mean(dim=0)
-    centred = flat - mean
-    return mean, centred.T @ centred / (flat.shape[0] - 1)
 
 
 def gaussian_sampling_factor(covariance: Tensor, jitter: float = 1e-6) -> Tensor:
