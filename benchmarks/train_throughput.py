@@ -5,7 +5,8 @@ One training step = ``zero_grad`` + forward + loss + backward + ``AdamW.step``, 
 ``CMIMTrainer.compute_loss`` (the trainer's per-molecule combination of reconstruction, A-MIM latent
 and cMIM contrastive terms; latent weight 1, i.e. after warm-up). BART is
 ``BartForConditionalGeneration`` with the same hidden size, encoder/decoder layers, heads, FFN width,
-vocabulary, maximum positions, dropout and activation (gelu), reading the same
+vocabulary, maximum positions, dropout and activation (gelu), and both libraries' default
+attention and activation dropouts (0, the same for both: equal configs are equal work), reading the same
 ``input_ids``/``attention_mask``; its decoder input is the shift of the same ``labels`` (BART's own
 ``shift_tokens_right``) and its loss is its built-in token cross-entropy.
 
@@ -136,7 +137,6 @@ def build_models(
             ffn_dim=args.ffn_dim,
             activation_function="gelu",
             dropout=args.dropout,
-            attention_dropout=0.0,
             max_position_embeddings=args.max_positions,
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id,
@@ -157,9 +157,6 @@ def build_models(
             decoder_ffn_dim=args.ffn_dim,
             activation_function="gelu",
             dropout=args.dropout,
-            attention_dropout=0.0,
-            # cMIM's feed-forward applies `dropout` between its two linears; BART calls it this.
-            activation_dropout=args.dropout,
             max_position_embeddings=args.max_positions,
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id,

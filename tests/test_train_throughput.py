@@ -70,7 +70,9 @@ def test_same_sizes_and_counted_attention(bench: ModuleType) -> None:
     assert bart.config.encoder_layers == bart.config.decoder_layers == cmim.config.encoder_layers == 1
     assert bart.config.encoder_ffn_dim == cmim.config.ffn_dim == 64
     assert bart.config.vocab_size == cmim.config.vocab_size == len(tokenizer)
-    assert bart.config.dropout == cmim.config.dropout
+    # Library defaults on both sides: BART's three dropouts are cMIM's three dropouts.
+    for name in ("dropout", "attention_dropout", "activation_dropout"):
+        assert getattr(bart.config, name) == getattr(cmim.config, name), name
 
     batch = bench.synthetic_batch(tokenizer, 2, 10)
     assert batch["input_ids"].shape == (2, 10) and batch["labels"].shape == (2, 9)

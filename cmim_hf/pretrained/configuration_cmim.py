@@ -26,7 +26,8 @@ class CMIMConfig(PreTrainedConfig):
         num_attention_heads: heads of every attention block (must divide ``hidden_size``).
         ffn_dim: inner width of the feed-forward blocks.
         activation_function: one of ``"gelu"``, ``"relu"``, ``"silu"``.
-        dropout / attention_dropout: dropout on residual branches / attention weights.
+        dropout / attention_dropout / activation_dropout: dropout on residual branches / attention
+            weights / between the two feed-forward linears (BART's three dropouts, BART's defaults).
         max_position_embeddings: longest token sequence (incl. ``<bos>``/``<eos>``).
         position_embedding_type: ``"learned"`` (absolute position embeddings, one per position) or
             ``"rotary"`` (RoPE on the self-attention queries and keys: relative positions, no
@@ -76,6 +77,7 @@ class CMIMConfig(PreTrainedConfig):
     activation_function: str = "gelu"
     dropout: float = 0.1
     attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
     max_position_embeddings: int = 512
     position_embedding_type: str = "learned"
     rope_theta: float = 10000.0
@@ -127,7 +129,7 @@ class CMIMConfig(PreTrainedConfig):
                 f"CMIMConfig.hidden_size ({self.hidden_size}) must be divisible by "
                 f"num_attention_heads ({self.num_attention_heads})"
             )
-        for name in ("dropout", "attention_dropout"):
+        for name in ("dropout", "attention_dropout", "activation_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"CMIMConfig.{name} must be in [0, 1), got {value!r}")

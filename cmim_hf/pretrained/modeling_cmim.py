@@ -279,13 +279,13 @@ class CMIMAttention(nn.Module):
 
 
 class CMIMFeedForward(nn.Module):
-    """(B, T, H) -> (B, T, H): Linear -> activation -> dropout -> Linear."""
+    """(B, T, H) -> (B, T, H): Linear -> activation -> dropout (``activation_dropout``) -> Linear."""
 
     def __init__(self, config: CMIMConfig):
         super().__init__()
         self.fc1 = nn.Linear(config.hidden_size, config.ffn_dim)
         self.activation = ACT2FN[config.activation_function]
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.activation_dropout)
         self.fc2 = nn.Linear(config.ffn_dim, config.hidden_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -768,19 +768,28 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
         sample_latent: bool | None = None,
         **kwargs,
     ) -> CMIMSeq2SeqLMOutput:
-        """input_ids/attention_mask (B, T); labels (B, T-1) as produced by
-        :func:`prepare_decoder_inputs` (``x + [<eos>]``, -100 at padding) -> CMIMSeq2SeqLMOutput.
-        ``sample_latent``: see [`CMIMModel.forward`]."""
-        if decoder_input_ids is None and input_ids is not None:
+        """input_ids/attention_mask (B, T) -> CMIMSeq2SeqLMOutput, BART's ``labels`` contract.
+
+        - ``labels`` (B, S), -100 at padding: the decoder reads ``shift_tokens_right(labels)`` (any
+          S, e.g. a SMILES-to-SMILES task); its attention mask marks the positions whose label is
+          not -100 (right padding).
+        - no ``labels``: autoencoding teacher forcing, the decoder reads ``[<bos>] + x`` of
+          ``input_ids`` (:func:`prepare_decoder_inputs`); ``return_loss=True`` scores it against
+          ``x + [<eos>]``. For a pre-training batch the two coincide.
+
+        ``decoder_input_ids``, when given, are used as they are. ``sample_latent``: see
+        [`CMIMModel.forward`]."""
+        if decoder_input_ids is None and labels is not None:
+            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+            decoder_attention_mask = (labels != -100).long()
+        elif decoder_input_ids is None and input_ids is not None:
             if attention_mask is None:
                 attention_mask = torch.ones_like(input_ids)
             decoder_input_ids, decoder_attention_mask, teacher_labels = prepare_decoder_inputs(
                 input_ids, attention_mask, self.config.bos_token_id, self.config.pad_token_id
             )
-            if labels is None and return_loss:
+            if return_loss:
                 labels = teacher_labels
-        elif decoder_input_ids is None and labels is not None:
-            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
 
         outputs = self.model(
             input_ids=input_ids,

@@ -160,6 +160,14 @@ class CMIMTokenizer(TokenizersBackend):
             **kwargs,
         )
 
+    def _switch_to_target_mode(self) -> None:
+        """``text_target=`` SMILES are decoder labels, ``x + [<eos>]`` without ``<bos>``: the decoder
+        reads ``shift_tokens_right(labels)``, which starts from ``decoder_start_token_id`` (``<bos>``)."""
+        self.add_bos_token = False
+
+    def _switch_to_input_mode(self) -> None:
+        self.add_bos_token = True
+
     def unknown_tokens(self, smiles: str) -> list[str]:
         """Tokens of `smiles` that are not in the vocabulary (each maps to `<unk>`), in order."""
         backend = self.backend_tokenizer
