@@ -21,6 +21,7 @@ from rdkit.Chem import Descriptors, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from .configuration_cmim import SMILES_NORMALIZATIONS
+from .errors import InputError
 
 __all__ = [
     "InvalidSmilesError",
@@ -41,7 +42,7 @@ __all__ = [
 _LOG_TIMESTAMP = re.compile(r"^\[\d{2}:\d{2}:\d{2}\]\s*")
 
 
-class InvalidSmilesError(ValueError):
+class InvalidSmilesError(InputError):
     """A SMILES string RDKit cannot turn into a molecule.
 
     Attributes:

@@ -8,7 +8,8 @@
     cmim reconstruct in.csv -o out.csv                      encode and decode back, with metrics
     cmim optimize --seeds in.csv --score qed -o best.csv    latent-space property optimisation
 
-Exit codes: 0 ok, 1 failure, 2 usage error.
+Exit codes: 0 ok; 2 a bad file, column, option or checkpoint (one line, naming it); 1 a bug
+(with its traceback).
 """
 
 from __future__ import annotations
@@ -128,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser, runners = build_parser(argv)
     args = parser.parse_args(argv)
     args.argv = argv[1:]
-    return runners[args.command](args)
+    from .errors import run_with_error_boundary
+
+    return run_with_error_boundary(args.command, runners[args.command], args)
 
 
 if __name__ == "__main__":

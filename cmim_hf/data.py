@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from cmim_hf.chem import murcko_scaffold
+from cmim_hf.errors import InputError
 
 __all__ = [
     "DataError",
@@ -52,7 +53,7 @@ TASK_TYPES: tuple[str, ...] = ("regression", "classification")
 MOLECULENET_DIR = Path(__file__).resolve().parent / "data" / "moleculenet"
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A user-facing problem with a dataset or its description (one-line message)."""
 
 

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from . import DEFAULT_CHECKPOINT
 from .chem import SMILES_NORMALIZATIONS
 from .embedding import CMIMEmbedder, file_smiles_column
+from .errors import InputError, one_line, run_with_error_boundary
 from .generation import CheckpointError, check_checkpoint_folder
 from .outputs import check_output_path
 from .pipelines import SOURCES, validate_options
@@ -156,8 +157,8 @@ def run_embed_command(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # summarised below instead
             invalid = embedder.embed_file(args.input, column, args.output, overwrite=args.overwrite)
-    except Exception as err:  # one line for the user, not a traceback
-        return _fail(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", 1)
+    except InputError as err:  # a damaged input file, found part-way through
+        return _fail(one_line(err), 2)
     if args.output.is_file():
         rows = pq.ParquetFile(args.output).metadata.num_rows
         print(
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point: `python -m cmim_hf.embed_cli in.csv -o out.parquet`."""
     parser = argparse.ArgumentParser(prog="cmim embed", description=__doc__)
     add_embed_arguments(parser)
-    return run_embed_command(parser.parse_args(argv))
+    return run_with_error_boundary("embed", run_embed_command, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

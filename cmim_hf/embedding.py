@@ -17,6 +17,7 @@ Also here: `CMIMFeaturizer` (scikit-learn transformer) and `CMIMEmbedder.map_fun
 
 import os
 import warnings
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, PreTra
 
 from . import chem
 from .chem import InvalidRow, InvalidSmilesError
+from .errors import InputError, one_line
 from .generation import TOKENIZER_FILES, CheckpointError, check_tokenizer_matches
 from .outputs import check_output_path
 from .pipelines import Source, compute_embeddings, is_cmim_model, validate_options
@@ -72,6 +74,7 @@ class _Chunk:
     embeddings: np.ndarray
     valid: np.ndarray
     invalid: list[InvalidRow]
+    carried: pa.Table | None = None  # the input's other columns for these rows (embed_file)
 
 
 def is_file_input(inputs: Any) -> bool:
@@ -99,33 +102,83 @@ def _is_parquet(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith((".parquet", ".pq"))
 
 
+# What a damaged or mis-encoded input file raises part-way through (gzip, zlib, CSV, Parquet).
+_READ_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    EOFError,
+    zlib.error,
+    UnicodeDecodeError,
+    pd.errors.ParserError,
+    pa.ArrowException,
+)
+
+
 def file_smiles_column(path: str | os.PathLike, smiles_col: str | None) -> str:
     """Check that `path` is a readable CSV/Parquet file and return its SMILES column's name."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
-    if _is_parquet(path):
-        columns = pq.ParquetFile(path).schema_arrow.names
-    elif path.name.lower().endswith((".csv", ".csv.gz")):
-        columns = list(pd.read_csv(path, nrows=0).columns)
-    else:
-        raise ValueError(f"unsupported input file {path}: expected one of {FILE_SUFFIXES}")
-    return _resolve_column(columns, smiles_col, str(path))
+    if not _is_parquet(path) and not path.name.lower().endswith((".csv", ".csv.gz")):
+        raise InputError(f"unsupported input file {path}: expected one of {FILE_SUFFIXES}")
+    return _resolve_column(list(_file_schema(path).names), smiles_col, str(path))
+
+
+def _file_schema(path: str | os.PathLike) -> pa.Schema:
+    """Column names and types of a Parquet file; of a CSV file, its header's names as strings.
+
+    Raises:
+        InputError: the file is damaged or not in its format, naming it.
+    """
+    try:
+        if _is_parquet(path):
+            return pq.ParquetFile(path).schema_arrow
+        return pa.schema([(str(name), pa.string()) for name in pd.read_csv(path, nrows=0).columns])
+    except _READ_ERRORS as err:
+        raise InputError(f"cannot read {path}: {one_line(err)}") from err
+
+
+def iter_file_tables(
+    path: str | os.PathLike, smiles_col: str | None, chunk_size: int, columns: Sequence[str] | None = None
+) -> Iterator[pa.Table]:
+    """Stream ``columns`` (default: all) of a CSV (optionally gzipped) or Parquet file in chunks of
+    ``chunk_size`` rows. CSV cells come back as strings exactly as written (the types of a stream
+    cannot be inferred once for all chunks); Parquet keeps its types.
+
+    Raises:
+        InputError: the file is damaged or not in its format, naming it and the first unread row.
+    """
+    column = file_smiles_column(path, smiles_col)
+    rows = 0
+    try:
+        if _is_parquet(path):
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size, columns=columns):
+                rows += batch.num_rows
+                yield pa.Table.from_batches([batch])
+            return
+        # blank lines are rows too (an empty SMILES, flagged): every data line keeps its index
+        frames = pd.read_csv(
+            path,
+            usecols=columns,
+            dtype=object,
+            chunksize=chunk_size,
+            skip_blank_lines=False,
+            keep_default_na=False,
+        )
+        for frame in frames:
+            frame[column] = frame[column].replace("", None)
+            rows += len(frame)
+            yield pa.Table.from_pandas(frame, preserve_index=False).cast(
+                pa.schema([(name, pa.string()) for name in frame.columns])
+            )
+    except _READ_ERRORS as err:
+        raise InputError(f"cannot read {path} after row {rows}: {one_line(err)}") from err
 
 
 def iter_file_chunks(path: str | os.PathLike, smiles_col: str | None, chunk_size: int) -> Iterator[list[Any]]:
     """Stream the SMILES column of a CSV (optionally gzipped) or Parquet file in chunks."""
     column = file_smiles_column(path, smiles_col)
-    if _is_parquet(path):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size, columns=[column]):
-            yield batch.column(0).to_pylist()
-    else:
-        # blank lines are rows too (an empty SMILES, flagged): every data line keeps its index
-        chunks = pd.read_csv(
-            path, usecols=[column], dtype={column: object}, chunksize=chunk_size, skip_blank_lines=False
-        )
-        for frame in chunks:
-            yield frame[column].tolist()
+    for table in iter_file_tables(path, column, chunk_size, columns=[column]):
+        yield table.column(column).to_pylist()
 
 
 def iter_input_chunks(inputs: Any, smiles_col: str | None, chunk_size: int) -> Iterator[list[Any]]:
@@ -388,16 +441,30 @@ class CMIMEmbedder:
         return _Chunk(start=start, smiles=values, embeddings=embeddings, valid=valid, invalid=invalid)
 
     def _iter_chunks(
-        self, inputs: Any, smiles_col: str | None, rank: int = 0, world: int = 1, desc: str = "embedding"
+        self,
+        inputs: Any,
+        smiles_col: str | None,
+        rank: int = 0,
+        world: int = 1,
+        desc: str = "embedding",
+        carry_columns: bool = False,
     ) -> Iterator[_Chunk]:
-        """Embedded chunks in input order (only every `world`-th chunk, from `rank`, when sharded)."""
+        """Embedded chunks in input order (only every `world`-th chunk, from `rank`, when sharded).
+        ``carry_columns`` (file inputs): each chunk also holds the file's other columns."""
         total = _count_rows(inputs)
         show = self.progress if self.progress is not None else (total is None or total >= _PROGRESS_MIN_ROWS)
+        if carry_columns:
+            tables = iter_file_tables(inputs, smiles_col, self.chunk_size)
+            pieces = ((t.column(smiles_col).to_pylist(), t.drop_columns([smiles_col])) for t in tables)
+        else:
+            pieces = ((values, None) for values in iter_input_chunks(inputs, smiles_col, self.chunk_size))
         with tqdm(total=total, desc=desc, unit="mol", disable=not show or rank != 0) as bar:
             start = 0
-            for number, values in enumerate(iter_input_chunks(inputs, smiles_col, self.chunk_size)):
+            for number, (values, carried) in enumerate(pieces):
                 if number % world == rank:
-                    yield self._embed_chunk(values, start, bar)
+                    chunk = self._embed_chunk(values, start, bar)
+                    chunk.carried = carried
+                    yield chunk
                 else:
                     bar.update(len(values))
                 start += len(values)
@@ -456,12 +523,14 @@ class CMIMEmbedder:
         keep = chunk.valid if self.on_invalid == "skip" else np.ones(len(chunk.smiles), dtype=bool)
         flat = pa.array(chunk.embeddings[keep].reshape(-1), type=pa.float32())
         smiles = [None if not isinstance(s, str) else s for s in chunk.smiles]
+        carried = chunk.carried.filter(pa.array(keep)) if chunk.carried is not None else pa.table({})
         return pa.table(
             {
                 "row_index": pa.array(
                     np.arange(chunk.start, chunk.start + len(chunk.smiles))[keep], pa.int64()
                 ),
                 smiles_col: pa.array([s for s, k in zip(smiles, keep, strict=True) if k], pa.string()),
+                **{_carried_name(name): carried.column(name) for name in carried.column_names},
                 "valid": pa.array(chunk.valid[keep]),
                 "invalid_reason": pa.array([r for r, k in zip(reasons, keep, strict=True) if k], pa.string()),
                 "embedding": pa.FixedSizeListArray.from_arrays(flat, self.embedding_dim),
@@ -481,7 +550,9 @@ class CMIMEmbedder:
         an interrupted or failed run leaves a previous ``out_path`` whole. An ``out_path`` that is the
         input, or that exists without ``overwrite``, is refused (:class:`cmim_hf.outputs.OutputError`).
 
-        The output has columns row_index, <smiles_col>, valid, invalid_reason and embedding
+        The output has columns row_index, <smiles_col>, the input's other columns (ids, labels;
+        CSV cells as the strings written, Parquet columns with their types; a name that clashes
+        with an output column becomes ``input_<name>``), valid, invalid_reason and embedding
         (fixed-size list of D float32; NaN for invalid rows under "nan"), in input order.
         Memory stays flat: only one chunk's inputs and activations are held at a time.
 
@@ -501,16 +572,19 @@ class CMIMEmbedder:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         partial = out_path.with_name(f".{out_path.name}.partial")
         target = partial if world == 1 else _shard_path(out_path, rank, world)
-        schema = self._output_schema(column)
+        schema = self._output_schema(column, _carried_schema(path, column))
         invalid: list[InvalidRow] = []
         error: Exception | None = None
         with _process_group(world):
             try:
                 with pq.ParquetWriter(target, schema) as writer:
-                    chunks = self._iter_chunks(path, column, rank, world, desc=f"embedding {Path(path).name}")
+                    chunks = self._iter_chunks(
+                        path, column, rank, world, desc=f"embedding {Path(path).name}", carry_columns=True
+                    )
                     for chunk in chunks:
                         writer.write_table(
-                            self._chunk_table(chunk, column), row_group_size=len(chunk.smiles) + 1
+                            self._chunk_table(chunk, column).cast(schema),
+                            row_group_size=len(chunk.smiles) + 1,
                         )
                         invalid.extend(chunk.invalid)
             except Exception as err:  # re-raised below, once the other ranks know
@@ -530,12 +604,13 @@ class CMIMEmbedder:
         self._warn_invalid(invalid)
         return invalid
 
-    def _output_schema(self, smiles_col: str) -> pa.Schema:
-        """Arrow schema of `embed_file` output."""
+    def _output_schema(self, smiles_col: str, carried: pa.Schema | None = None) -> pa.Schema:
+        """Arrow schema of `embed_file` output (``carried``: the input's other columns)."""
         return pa.schema(
             [
                 ("row_index", pa.int64()),
                 (smiles_col, pa.string()),
+                *[(_carried_name(field.name), field.type) for field in carried or []],
                 ("valid", pa.bool_()),
                 ("invalid_reason", pa.string()),
                 ("embedding", pa.list_(pa.float32(), self.embedding_dim)),
@@ -562,6 +637,20 @@ class CMIMEmbedder:
 def _shard_path(out_path: Path, rank: int, world: int) -> Path:
     """Temporary per-process output next to `out_path`."""
     return out_path.with_name(f"{out_path.name}.shard-{rank:05d}-of-{world:05d}")
+
+
+_OUTPUT_COLUMNS = ("row_index", "valid", "invalid_reason", "embedding")
+
+
+def _carried_name(name: str) -> str:
+    """Output name of an input column carried through: its own, or ``input_<name>`` where it would
+    clash with a column ``embed_file`` writes."""
+    return f"input_{name}" if name in _OUTPUT_COLUMNS else name
+
+
+def _carried_schema(path: str | os.PathLike, smiles_col: str) -> pa.Schema:
+    """Schema of the columns of file ``path`` other than ``smiles_col`` (strings for CSV)."""
+    return pa.schema([field for field in _file_schema(path) if field.name != smiles_col])
 
 
 def _merge_shards(merged: Path, out_path: Path, world: int, schema: pa.Schema) -> None:

@@ -64,6 +64,7 @@ from cmim_hf.data import (
     make_split,
     scaffold_keys,
 )
+from cmim_hf.errors import InputError, one_line, run_with_error_boundary
 from cmim_hf.evaluation.benchmark import (
     BenchmarkResults,
     as_seed_list,
@@ -74,8 +75,8 @@ from cmim_hf.evaluation.benchmark import (
 from cmim_hf.evaluation.cli import tasks_from_args
 from cmim_hf.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metric
 from cmim_hf.evaluation.reports import markdown_report, plot_parity, summarize, write_json
+from cmim_hf.generation import check_checkpoint_folder
 from cmim_hf.modeling_cmim import CMIMForSequenceClassification
-from cmim_hf.tokenization_cmim import CMIMTokenizer
 
 __all__ = [
     "FINETUNE_PROBE",
@@ -162,11 +163,12 @@ class MoleculeLabelCollator:
 
 
 def _load_tokenizer(model_name_or_path: str | Path) -> PreTrainedTokenizerBase:
-    """The checkpoint's tokenizer, or the shipped cMIM vocabulary when it has none."""
-    try:
-        return AutoTokenizer.from_pretrained(model_name_or_path)
-    except (OSError, ValueError):
-        return CMIMTokenizer()
+    """The checkpoint's own tokenizer. A local folder is checked first: a missing or damaged
+    config, weights or tokenizer file is a :class:`CheckpointError` naming it (never a silent
+    fallback to the shipped vocabulary)."""
+    if Path(model_name_or_path).is_dir():
+        check_checkpoint_folder(model_name_or_path)
+    return AutoTokenizer.from_pretrained(model_name_or_path)
 
 
 def _load_model(
@@ -692,8 +694,8 @@ def run_finetune_command(args: argparse.Namespace) -> int:
             comparison = merge_results(*compared, results)
             write_reports(comparison, args.out, stem="comparison")
             report = Path(comparison.files["markdown"])
-    except (DataError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (InputError, OSError) as err:  # data, checkpoint or output; an unloadable model
+        print(f"cmim finetune: error: {one_line(err)}", file=sys.stderr)
         return 2
     print(report.read_text(encoding="utf-8"))
     print(f"wrote {results.files['json']} and {report}")
@@ -703,7 +705,7 @@ def run_finetune_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point: ``python -m cmim_hf.finetune ...``."""
     parser = add_finetune_arguments(argparse.ArgumentParser(prog="cmim finetune", description=__doc__))
-    return run_finetune_command(parser.parse_args(argv))
+    return run_with_error_boundary("finetune", run_finetune_command, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

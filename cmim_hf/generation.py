@@ -37,6 +37,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from . import chem
+from .errors import InputError
 from .latent_stats import fit_gaussian, gaussian_sampling_factor, sample_gaussian
 
 __all__ = [
@@ -80,7 +81,7 @@ DEFAULT_BATCH_SIZE = 256
 TOKENIZER_FILES: tuple[str, ...] = ("tokenizer.json", "tokenizer_config.json")
 
 
-class CheckpointError(OSError):
+class CheckpointError(InputError, OSError):
     """A checkpoint that cannot be used: the message names the folder and the missing or bad file."""
 
 

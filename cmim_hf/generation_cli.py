@@ -30,6 +30,7 @@ import pandas as pd
 
 from . import DEFAULT_CHECKPOINT, chem, generation
 from .embedding import file_smiles_column, iter_file_chunks
+from .errors import InputError, one_line
 from .generation import CheckpointError
 from .outputs import OutputError, atomic_output, check_output_path
 
@@ -37,7 +38,7 @@ OUTPUT_SUFFIXES: tuple[str, ...] = (".csv", ".json")
 PRIOR_CHOICES: tuple[str, ...] = ("aggregate", "standard")
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """A user mistake reported with exit code 2."""
 
 
@@ -191,10 +192,7 @@ def _run(name: str, args: argparse.Namespace, body: Callable[[argparse.Namespace
     except CheckpointError as err:  # a bad checkpoint is an expected failure, like a bad file
         return _fail(name, str(err), 2)
     except ValueError as err:  # unreadable input file, invalid SMILES, bad option value
-        return _fail(name, str(err).splitlines()[0] if str(err) else type(err).__name__, 2)
-    except Exception as err:  # one line for the user, not a traceback
-        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        return _fail(name, f"{type(err).__name__}: {message}", 1)
+        return _fail(name, one_line(err), 2)
     print(f"cmim {name}: {line}", file=sys.stderr)
     return 0
 

@@ -10,7 +10,7 @@ says "not measured yet". The ``model-index`` metadata lists the same numbers. Th
         "reconstruction": {"dataset": "MOSES test", "molecules": 5000, "decoding": "greedy",
                            "exact_match": 0.71, "token_accuracy": 0.98, "validity": 0.99},
         "sampling": {"molecules": 1000, "scale": 1.0, "validity": 0.93, "uniqueness": 0.99, "novelty": 0.97},
-        "benchmark": BenchmarkResults.to_dict() or the path of its results.json,
+        "benchmark": BenchmarkResults.to_dict() or the path of its results.json, or a list (one per split),
         "benchmark_featurizer": "cmim",   # the benchmark column that is this model (for model-index)
         "comparison": {"benchmarks": {"random": merged results dict, ...}, "featurizers": [...],
                        "probes": ["svm", ...], "claims": [...]},  # replaces the harness tables
@@ -146,6 +146,14 @@ def load_benchmark(benchmark: Mapping[str, Any] | str | os.PathLike | None) -> d
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def load_benchmarks(value: Any) -> list[dict[str, Any]]:
+    """``results["benchmark"]``: one benchmark (dict or JSON path) or a list of them (e.g. one per split)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [load_benchmark(item) for item in items]
+
+
 def _benchmark_featurizer(benchmark: Mapping[str, Any], name: str | None) -> str | None:
     """The benchmark column that is this model: ``name``, else the only non-baseline featurizer."""
     featurizers = list(benchmark.get("config", {}).get("featurizers", {}))
@@ -190,8 +198,8 @@ def _comparison_section(comparison: Mapping[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def _eval_results(results: Mapping[str, Any], benchmark: Mapping[str, Any] | None) -> list[EvalResult]:
-    """``model-index`` entries for every measured number."""
+def _eval_results(results: Mapping[str, Any], benchmarks: list[dict[str, Any]]) -> list[EvalResult]:
+    """``model-index`` entries for every measured number (every benchmark: e.g. random and scaffold)."""
     entries = []
     for section, task_type, task_name, default_dataset in (
         ("reconstruction", "text2text-generation", "SMILES reconstruction (z = mu)", "held-out SMILES"),
@@ -211,25 +219,37 @@ def _eval_results(results: Mapping[str, Any], benchmark: Mapping[str, Any] | Non
                     metric_value=value,
                 )
             )
-    featurizer = _benchmark_featurizer(benchmark, results.get("benchmark_featurizer")) if benchmark else None
-    if featurizer is not None:
-        split = benchmark["config"].get("split")
-        for record in benchmark["summary"]:
-            if record["featurizer"] != featurizer or not math.isfinite(record["mean"]) or record["n"] == 0:
-                continue
-            task_type = benchmark["tasks"].get(record["task"], {}).get("task_type", "regression")
-            entries.append(
-                EvalResult(
-                    task_type=_TASK_TYPES.get(task_type, task_type),
-                    task_name=f"{record['task']} ({record['probe']} probe on frozen embeddings)",
-                    dataset_type=f"moleculenet/{record['task']}",
-                    dataset_name=f"MoleculeNet {record['task']}",
-                    dataset_split=f"{split} split, test part" if split else None,
-                    metric_type=record["metric"],
-                    metric_name=f"{record['metric']} (mean of {record['n']} seeds)",
-                    metric_value=record["mean"],
-                )
+    for benchmark in benchmarks:
+        featurizer = _benchmark_featurizer(benchmark, results.get("benchmark_featurizer"))
+        if featurizer is not None:
+            entries.extend(_benchmark_eval_results(benchmark, featurizer))
+    return entries
+
+
+def _benchmark_eval_results(benchmark: Mapping[str, Any], featurizer: str) -> list[EvalResult]:
+    """One entry per task, probe and metric of ``featurizer``'s column. The probe is the dataset
+    config and the split the dataset split: the Hub groups results by (task type, dataset, config,
+    split), so SVM and MLP numbers, and random and scaffold splits, each get their own label."""
+    entries = []
+    split = benchmark["config"].get("split")
+    for record in benchmark["summary"]:
+        if record["featurizer"] != featurizer or not math.isfinite(record["mean"]) or record["n"] == 0:
+            continue
+        task_type = benchmark["tasks"].get(record["task"], {}).get("task_type", "regression")
+        entries.append(
+            EvalResult(
+                task_type=_TASK_TYPES.get(task_type, task_type),
+                task_name=f"{record['task']} ({record['probe']} probe on frozen embeddings"
+                + (f", {split} split)" if split else ")"),
+                dataset_type=f"moleculenet/{record['task']}",
+                dataset_name=f"MoleculeNet {record['task']}",
+                dataset_config=f"{record['probe']} probe",
+                dataset_split=f"{split} split, test part" if split else None,
+                metric_type=record["metric"],
+                metric_name=f"{record['metric']} (mean of {record['n']} seeds)",
+                metric_value=record["mean"],
             )
+        )
     return entries
 
 
@@ -261,7 +281,8 @@ def render_model_card(
     template = Path(template_path) if template_path is not None else DEFAULT_TEMPLATE
     if not template.is_file():
         raise FileNotFoundError(f"model card template not found: {template}")
-    benchmark = load_benchmark(results.get("benchmark"))
+    benchmarks = load_benchmarks(results.get("benchmark"))
+    benchmark = benchmarks[0] if benchmarks else None  # the card's downstream table
     training = dict(results.get("training") or {})
     datasets = [training["dataset"]] if isinstance(training.get("dataset"), str) else None
 
@@ -279,7 +300,7 @@ def render_model_card(
         tags=list(TAGS),
         license=license,
         datasets=datasets,
-        eval_results=_eval_results(results, benchmark) or None,
+        eval_results=_eval_results(results, benchmarks) or None,
     )
     return ModelCard.from_template(
         card_data,

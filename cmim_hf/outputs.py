@@ -13,10 +13,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import InputError
+
 __all__ = ["OutputError", "check_output_path", "atomic_output"]
 
 
-class OutputError(ValueError):
+class OutputError(InputError):
     """An output path that would destroy or silently replace a file (the message names it)."""
 
 

@@ -23,10 +23,11 @@ from typing import Any
 import datasets
 import pandas as pd
 import torch
-from transformers import set_seed
+from transformers import TrainerCallback, set_seed
 
 from .chem import SMILES_NORMALIZATIONS, InvalidSmilesError, normalize_smiles
 from .configuration_cmim import CMIMConfig
+from .errors import InputError, one_line, run_with_error_boundary
 from .generation import fit_aggregate_posterior
 from .modeling_cmim import CMIMForConditionalGeneration
 from .tokenization_cmim import CMIMTokenizer, vocabulary_fingerprint
@@ -35,11 +36,11 @@ from .trainer import OBJECTIVES, CMIMDataCollator, CMIMTrainer, CMIMTrainingArgu
 SMILES_COLUMNS = ("SMILES", "smiles", "Smiles", "mol")
 
 
-class CorpusError(ValueError):
+class CorpusError(InputError):
     """A corpus file that cannot be read as SMILES (missing file, no SMILES column)."""
 
 
-class RunFolderError(ValueError):
+class RunFolderError(InputError):
     """An output folder that holds a run the command would destroy, or no run to resume."""
 
 
@@ -84,6 +85,42 @@ def prepare_run_folder(output_dir: Path, resume: bool, overwrite: bool) -> Path 
             shutil.rmtree(path, ignore_errors=True)
         (output_dir / "pretrain_results.json").unlink(missing_ok=True)
     return None
+
+
+ELAPSED_FILE = "pretrain_elapsed.json"  # in every checkpoint: wall time of the run up to it
+
+
+class ElapsedTimeCallback(TrainerCallback):
+    """Writes the run's cumulative wall time (earlier segments included) into every checkpoint, so
+    that a resumed run reports the time of the whole run, not of its last segment."""
+
+    def __init__(self, started: float, before_s: float = 0.0):
+        self.started, self.before_s = started, before_s
+
+    def elapsed_s(self) -> float:
+        return self.before_s + time.time() - self.started
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            (checkpoint / ELAPSED_FILE).write_text(json.dumps({"wall_time_s": self.elapsed_s()}))
+
+
+def elapsed_before(checkpoint: Path | None) -> float:
+    """Wall time of the run up to ``checkpoint`` (0 for a fresh run or a checkpoint without it)."""
+    if checkpoint is None or not (checkpoint / ELAPSED_FILE).is_file():
+        return 0.0
+    return float(json.loads((checkpoint / ELAPSED_FILE).read_text())["wall_time_s"])
+
+
+def mean_logged_loss(log_history: list[dict[str, Any]]) -> float | None:
+    """Training loss of the whole run (every resumed segment): the mean of the logged ``loss``
+    values, each weighted by the steps it averages."""
+    logged = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry]
+    total, previous = 0.0, 0
+    for step, loss in logged:
+        total, previous = total + loss * (step - previous), step
+    return total / previous if previous else None
 
 
 def load_smiles_corpus(
@@ -410,6 +447,7 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         dataloader_drop_last=True,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps host-to-GPU copies
     )
+    clock = ElapsedTimeCallback(started, elapsed_before(resume_from))
     trainer = CMIMTrainer(
         model=model,
         args=training_args,
@@ -417,8 +455,9 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         eval_dataset=eval_set,
         data_collator=CMIMDataCollator(tokenizer),
         processing_class=tokenizer,
+        callbacks=[clock],
     )
-    train_result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     trainer.save_model(str(output_dir / "final"))
     tokenizer.save_pretrained(str(output_dir / "final"))
     prior_molecules = min(args.prior_molecules, len(train_set))
@@ -440,8 +479,10 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         * args.batch_size
         * args.gradient_accumulation_steps
         * training_args.world_size,
-        "wall_time_s": round(time.time() - started, 1),
-        "train_loss": train_result.training_loss,
+        "wall_time_s": round(clock.elapsed_s(), 1),  # every segment of a resumed run
+        "segment_wall_time_s": round(time.time() - started, 1),
+        "resumed_from": str(resume_from) if resume_from else None,
+        "train_loss": mean_logged_loss(trainer.state.log_history),
         "last_logged_losses": next((e for e in reversed(trainer.state.log_history) if "loss/total" in e), {}),
         "skipped_train_molecules": len(train_skipped),
         "aggregate_posterior_molecules": prior_molecules if prior_molecules >= 2 else 0,
@@ -460,14 +501,14 @@ def main(argv: list[str] | None = None) -> int:
     add_pretrain_arguments(parser)
     args = parser.parse_args(argv)
     args.argv = argv if argv is not None else sys.argv[1:]
-    return run_pretrain_command(args)
+    return run_with_error_boundary("pretrain", run_pretrain_command, args)
 
 
 def run_pretrain_command(args: argparse.Namespace) -> int:
     """:func:`run_pretrain` with a bad corpus or run folder reported in one line (exit code 2)."""
     try:
         run_pretrain(args)
-    except (CorpusError, RunFolderError) as error:
-        print(f"cmim pretrain: error: {error}", file=sys.stderr)
+    except InputError as error:  # corpus, run folder, tokenizer or checkpoint
+        print(f"cmim pretrain: error: {one_line(error)}", file=sys.stderr)
         return 2
     return 0

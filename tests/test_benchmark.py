@@ -356,3 +356,10 @@ def test_cmim_featurizer_keeps_too_long_molecules_as_nan_rows(tmp_path: Path) ->
         X = featurize(CMIMFeaturizer(checkpoint, embedding="latent"), smiles)
     assert X.shape == (3, 32)
     assert np.isnan(X[1]).all() and np.isfinite(X[[0, 2]]).all()
+
+
+def test_shipped_is_the_short_name_of_the_shipped_checkpoint() -> None:
+    from cmim_hf.evaluation.cli import _featurizers
+
+    featurizers = _featurizers(["shipped", "ecfp4"], ["informative", "latent"], 8)
+    assert list(featurizers) == ["shipped[informative]", "shipped[latent]", "ecfp4"]

@@ -335,3 +335,28 @@ def test_cli_errors_are_one_line(checkpoint: Path, tmp_path: Path, capsys, argv,
     assert run_cli(*argv, "-o", str(tmp_path / "out.parquet"), "--no-progress") == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_embed_file_carries_the_other_input_columns(checkpoint: Path, tmp_path: Path) -> None:
+    """Issue 13, case 13: ids and labels come through. CSV cells stay the strings written (leading
+    zeros, empty cells); Parquet keeps its types; a clashing name becomes input_<name>."""
+    source = tmp_path / "in.csv"
+    source.write_text("id,smiles,valid,y\n007,CCO,x,1.50\n008,C1CC,y,\n\n010,c1ccccc1,z,3\n")
+    embedder = CMIMEmbedder(str(checkpoint), chunk_size=2, progress=False, on_invalid="nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        embedder.embed_file(source, "smiles", tmp_path / "out.parquet")
+    table = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(table.columns) == ["row_index", "smiles", "id", "input_valid", "y", "valid", "invalid_reason",
+                                   "embedding"]  # fmt: skip
+    assert table["row_index"].tolist() == [0, 1, 2, 3]
+    assert table["id"].tolist() == ["007", "008", "", "010"] and table["y"].tolist() == ["1.50", "", "", "3"]
+    assert table["input_valid"].tolist() == ["x", "y", "", "z"]
+    assert table["valid"].tolist() == [True, False, False, True]
+
+    pd.DataFrame({"smiles": ["CCO", "CCN"], "label": [0.5, 1.5], "n": [1, 2]}).to_parquet(
+        tmp_path / "in.parquet"
+    )
+    embedder.embed_file(tmp_path / "in.parquet", None, tmp_path / "out2.parquet")
+    typed = pd.read_parquet(tmp_path / "out2.parquet")
+    assert typed["label"].tolist() == [0.5, 1.5] and typed["n"].dtype == np.int64

@@ -203,3 +203,42 @@ def test_comparison_reproduce_and_limitations_sections() -> None:
     assert "## Limitations\n\n- Trained for 7 steps only.\n- Trained on" in text
     plain = str(render_model_card({}))
     assert "produced by:" not in plain and "## Limitations\n\n- Trained on" in plain
+
+
+def test_model_index_labels_each_probe_and_split() -> None:
+    """Issue 13, case 13: SVM and MLP numbers, and random and scaffold splits, are separate entries
+    with their own labels after the Hub's grouping (task type, dataset, config, split)."""
+    benchmarks = []
+    for split, offset in (("random", 0.0), ("scaffold", 0.5)):
+        benchmark = benchmark_json()
+        benchmark["config"]["split"] = split
+        mlp = [dict(record, probe="mlp", mean=record["mean"] + 0.25) for record in benchmark["summary"]]
+        benchmark["summary"] = [dict(r, mean=r["mean"] + offset) for r in benchmark["summary"] + mlp]
+        benchmarks.append(benchmark)
+    text = str(render_model_card({"benchmark": benchmarks, "benchmark_featurizer": "cmim"}))
+    reloaded = ModelCard(text)
+    entries = {
+        (e.task_name, e.dataset_config, e.dataset_split): e.metric_value for e in reloaded.data.eval_results
+    }
+    assert entries == {
+        (
+            "esol (svm probe on frozen embeddings, random split)",
+            "svm probe",
+            "random split, test part",
+        ): 1.125,
+        (
+            "esol (mlp probe on frozen embeddings, random split)",
+            "mlp probe",
+            "random split, test part",
+        ): 1.375,
+        (
+            "esol (svm probe on frozen embeddings, scaffold split)",
+            "svm probe",
+            "scaffold split, test part",
+        ): 1.625,
+        (
+            "esol (mlp probe on frozen embeddings, scaffold split)",
+            "mlp probe",
+            "scaffold split, test part",
+        ): 1.875,
+    }

@@ -91,7 +91,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 def test_a_failure_part_way_keeps_the_previous_output(
-    table: Path, tmp_path: Path, tiny_checkpoint: Path
+    table: Path, tmp_path: Path, tiny_checkpoint: Path, capsys
 ) -> None:
     out = tmp_path / "out.parquet"
     assert run_embed(str(table), "-o", str(out)) == 0
@@ -110,7 +110,8 @@ def test_a_failure_part_way_keeps_the_previous_output(
         "--model",
         str(tiny_checkpoint),
     ]
-    assert run_embed(*argv) == 1
+    assert run_embed(*argv) == 2  # a damaged input: one line naming the file and the row reached
+    assert "truncated.csv.gz after row 7168" in capsys.readouterr().err
     assert out.read_bytes() == previous  # case 3: the good output is not deleted
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet", "out.parquet", "truncated.csv.gz"]
     assert pq.read_table(out).num_rows == 3

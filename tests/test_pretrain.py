@@ -88,6 +88,16 @@ def test_resumed_run_reproduces_uninterrupted_losses(tmp_path) -> None:
     for step in (4, 5, 6):
         assert resumed[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-7)
 
+    # The results describe the whole run, not its last segment (issue 13, case 13).
+    whole = json.loads((tmp_path / "straight" / "pretrain_results.json").read_text())
+    after_resume = json.loads((interrupted / "pretrain_results.json").read_text())
+    assert after_resume["resumed_from"].endswith("checkpoint-3") and whole["resumed_from"] is None
+    assert after_resume["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-6)
+    first_segment = json.loads((interrupted / "checkpoint-3" / "pretrain_elapsed.json").read_text())
+    assert after_resume["wall_time_s"] == pytest.approx(
+        first_segment["wall_time_s"] + after_resume["segment_wall_time_s"], abs=0.2
+    )
+
 
 def test_a_finished_run_is_never_silently_replaced(tmp_path, capsys) -> None:
     """Issue 13, case 4: a folder holding a run needs --resume or --overwrite."""

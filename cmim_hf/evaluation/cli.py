@@ -10,7 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from cmim_hf import DEFAULT_CHECKPOINT
 from cmim_hf.data import BUILTIN_TASKS, SPLIT_KINDS, TASK_TYPES, DataError, MoleculeTask, load_table_task
+from cmim_hf.errors import InputError, one_line, run_with_error_boundary
 from cmim_hf.evaluation.benchmark import run_benchmark
 from cmim_hf.evaluation.featurizers import (
     BUILTIN_FEATURIZERS,
@@ -20,7 +22,8 @@ from cmim_hf.evaluation.featurizers import (
     FeaturizerError,
     FeaturizerRuntimeError,
 )
-from cmim_hf.evaluation.probes import PROBE_NAMES, ProbeError
+from cmim_hf.evaluation.probes import PROBE_NAMES
+from cmim_hf.generation import check_checkpoint_folder
 
 __all__ = ["add_benchmark_arguments", "run_benchmark_command", "main"]
 
@@ -35,8 +38,9 @@ def _comma_list(values: list[str] | None) -> list[str]:
 def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``cmim benchmark`` options to ``parser`` (and return it)."""
     parser.add_argument(
-        "--model", action="append", metavar="PATH|ecfp4|descriptors",
-        help="featurizer; repeat to compare side by side (default: ecfp4). A folder is a cMIM checkpoint.",
+        "--model", action="append", metavar="PATH|shipped|ecfp4|descriptors",
+        help="featurizer; repeat to compare side by side (default: ecfp4). A folder is a cMIM checkpoint; "
+        "'shipped' is the checkpoint shipped in the package.",
     )  # fmt: skip
     parser.add_argument(
         "--embedding", action="append", choices=sorted(EMBEDDING_SOURCES),
@@ -80,18 +84,26 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     return parser
 
 
+SHIPPED_MODEL = "shipped"  # --model name of the checkpoint shipped in the package (DEFAULT_CHECKPOINT)
+
+
 def _featurizers(models: list[str], embeddings: list[str], batch_size: int) -> dict[str, str | Featurizer]:
     """Column name -> featurizer; a checkpoint folder gives one column per embedding kind."""
     featurizers: dict[str, str | Featurizer] = {}
     for model in models:
         if model.lower() in BUILTIN_FEATURIZERS:
             featurizers[model.lower()] = model.lower()
-        elif Path(model).is_dir():
+        elif model == SHIPPED_MODEL or Path(model).is_dir():
+            folder, label = (
+                (DEFAULT_CHECKPOINT, SHIPPED_MODEL) if model == SHIPPED_MODEL else (model, Path(model).name)
+            )
+            check_checkpoint_folder(folder)  # names a missing or damaged file before any work
             for embedding in embeddings:
-                featurizers[f"{Path(model).name}[{embedding}]"] = CMIMFeaturizer(model, embedding, batch_size)
+                featurizers[f"{label}[{embedding}]"] = CMIMFeaturizer(folder, embedding, batch_size)
         else:
             raise FeaturizerError(
-                f"--model {model!r} is neither {' nor '.join(BUILTIN_FEATURIZERS)} nor an existing checkpoint folder"
+                f"--model {model!r} is neither {', '.join(BUILTIN_FEATURIZERS)}, {SHIPPED_MODEL!r} "
+                "nor an existing checkpoint folder"
             )
     return featurizers
 
@@ -130,8 +142,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
             plots=not args.no_plots,
             progress=not args.no_progress,
         )
-    except (DataError, FeaturizerError, ProbeError) as err:
-        print(f"cmim benchmark: error: {err}", file=sys.stderr)
+    except InputError as err:  # data, featurizer, checkpoint, probe or output
+        print(f"cmim benchmark: error: {one_line(err)}", file=sys.stderr)
         return 2
     except FeaturizerRuntimeError as err:
         print(f"cmim benchmark: error: {err}", file=sys.stderr)
@@ -147,7 +159,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point: ``python -m cmim_hf.evaluation.cli ...``."""
     parser = add_benchmark_arguments(argparse.ArgumentParser(prog="cmim benchmark", description=__doc__))
-    return run_benchmark_command(parser.parse_args(argv))
+    return run_with_error_boundary("benchmark", run_benchmark_command, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cmim_hf.chem import ecfp4, rdkit_descriptors
+from cmim_hf.errors import InputError
 
 __all__ = [
     "Featurizer",
@@ -34,7 +35,7 @@ Featurizer = Callable[[list[str]], np.ndarray]
 EMBEDDING_SOURCES: dict[str, str] = {"informative": "decoder", "latent": "latent"}
 
 
-class FeaturizerError(ValueError):
+class FeaturizerError(InputError):
     """A featurizer name or checkpoint path that cannot be resolved (a usage error)."""
 
 

@@ -31,13 +31,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 
+from cmim_hf.errors import InputError
+
 __all__ = ["PROBE_NAMES", "ProbeError", "ProbeFit", "build_probe", "fit_probe", "positive_scores"]
 
 PROBE_NAMES: tuple[str, ...] = ("svm", "rf", "ridge", "knn", "mlp")
 INNER_FOLDS = 3
 
 
-class ProbeError(ValueError):
+class ProbeError(InputError):
     """Unknown probe name or a pool that cannot be fitted."""
 
 
