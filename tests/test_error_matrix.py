@@ -126,6 +126,16 @@ def test_not_a_checkpoint(command: str, tmp_path: Path, capsys) -> None:
     _assert_one_line(command, err, "empty_folder")
 
 
+@pytest.mark.parametrize("command", sorted(set(COMMANDS) - {"pretrain"}))
+def test_a_checkpoint_without_its_tokenizer(command: str, tmp_path: Path, capsys) -> None:
+    """Case 9: never a silent fallback to the shipped vocabulary."""
+    folder = tmp_path / "no_tokenizer"
+    CMIMForConditionalGeneration(tiny_config()).save_pretrained(folder)
+    code, err = _run(_argv(command, _table(tmp_path / "in.csv"), tmp_path / "out", folder), capsys)
+    assert code == 2
+    _assert_one_line(command, err, "no_tokenizer", "tokenizer")
+
+
 @pytest.mark.parametrize("command", ["embed", "sample", "reconstruct", "optimize", "fit-prior", "pretrain"])
 def test_missing_smiles_column(command: str, tmp_path: Path, checkpoint: Path, capsys) -> None:
     table = tmp_path / "in.csv"
