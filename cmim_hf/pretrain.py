@@ -50,8 +50,9 @@ def _checkpoints(output_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
-def prepare_run_folder(output_dir: Path, resume: bool, overwrite: bool) -> Path | None:
+def prepare_run_folder(output_dir: Path, resume: bool, overwrite: bool, remove: bool = True) -> Path | None:
     """Check ``output_dir`` against the run it may hold; returns the checkpoint to resume from.
+    ``remove=False`` (the other processes of a distributed run) checks without deleting anything.
 
     A folder holding a run (checkpoints, ``final/`` or ``pretrain_results.json``) needs ``resume``
     (continue from its last complete checkpoint: one with ``trainer_state.json``; a checkpoint cut
@@ -80,7 +81,7 @@ def prepare_run_folder(output_dir: Path, resume: bool, overwrite: bool) -> Path 
         raise RunFolderError(
             f"{output_dir} holds a pre-training run; pass --resume to continue it or --overwrite to replace it"
         )
-    if overwrite:
+    if overwrite and remove:
         for path in [*checkpoints, output_dir / "final"]:
             shutil.rmtree(path, ignore_errors=True)
         (output_dir / "pretrain_results.json").unlink(missing_ok=True)
@@ -385,13 +386,15 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     """Pre-train as configured by :func:`add_pretrain_arguments`; returns the results record."""
     started = time.time()
     output_dir = Path(args.output_dir)
-    resume_from = prepare_run_folder(output_dir, args.resume, args.overwrite)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun / accelerate launch
+    resume_from = prepare_run_folder(output_dir, args.resume, args.overwrite, remove=main_process)
     output_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = CMIMTokenizer(model_max_length=args.max_length)
 
     train_raw = load_smiles_corpus(args.train_file, args.smiles_column, args.max_train_samples)
     train_set, train_skipped = tokenize_corpus(train_raw, tokenizer, args.num_proc, args.smiles_normalization)
-    write_skip_report(train_skipped, output_dir / "skipped_train_smiles.csv")
+    if main_process:
+        write_skip_report(train_skipped, output_dir / "skipped_train_smiles.csv")
     one_batch = args.batch_size * int(os.environ.get("WORLD_SIZE", "1"))
     if len(train_set) < one_batch:  # batches drop the incomplete last one: no step would be taken
         raise CorpusError(
@@ -409,7 +412,8 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         eval_set, eval_skipped = tokenize_corpus(
             eval_raw, tokenizer, args.num_proc, args.smiles_normalization
         )
-        write_skip_report(eval_skipped, output_dir / "skipped_eval_smiles.csv")
+        if main_process:
+            write_skip_report(eval_skipped, output_dir / "skipped_eval_smiles.csv")
         print(f"held-out molecules: {len(eval_set)} used, {len(eval_skipped)} skipped", flush=True)
 
     set_seed(args.seed)  # the model's initial weights
@@ -459,7 +463,8 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     )
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     trainer.save_model(str(output_dir / "final"))
-    tokenizer.save_pretrained(str(output_dir / "final"))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(output_dir / "final"))
     prior_molecules = min(args.prior_molecules, len(train_set))
     if prior_molecules >= 2 and trainer.is_world_process_zero():
         fit_aggregate_posterior(

@@ -12,6 +12,7 @@ so that gradient accumulation and multi-process training give the gradients of o
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,11 @@ from .modeling_cmim import prepare_decoder_inputs
 
 OBJECTIVES = ("cmim", "mim", "infonce", "ae")
 LOSS_COMPONENTS = ("reconstruction", "latent", "contrastive", "total")
+
+
+def launched_as_cpu_processes() -> bool:
+    """True when a launcher started several processes (``WORLD_SIZE`` > 1) and there is no CUDA."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
 @dataclass
@@ -77,6 +83,11 @@ class CMIMTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        if launched_as_cpu_processes():
+            # torchrun / accelerate launch on a machine without CUDA: Transformers needs use_cpu and a
+            # CPU backend to see the processes at all (else every rank trains alone as rank 0).
+            self.use_cpu = True
+            self.ddp_backend = self.ddp_backend or "gloo"
         super().__post_init__()
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")

@@ -574,18 +574,19 @@ class CMIMPreTrainedModel(PreTrainedModel):
     # Trainer must scale it for gradient accumulation itself.
     accepts_loss_kwargs = False
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory, is_main_process: bool = True, **kwargs):
         """Save as usual. A class registered for an Auto class (``import cmim_hf`` does that) also
         writes a self-contained remote-code checkpoint: every cMIM Auto class maps to its file (so
         ``AutoModel`` and ``AutoModelForSeq2SeqLM`` both load it with ``trust_remote_code=True``)
         and the informative-embedding pipeline is attached for ``pipeline("feature-extraction")``."""
         if self._auto_class is None:
-            return super().save_pretrained(save_directory, *args, **kwargs)
+            return super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
         self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **REMOTE_CODE_AUTO_MAP}
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        from .pipelines import add_pipeline_to_checkpoint
+        result = super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        if is_main_process:  # the other processes of a distributed run write nothing
+            from .pipelines import add_pipeline_to_checkpoint
 
-        add_pipeline_to_checkpoint(save_directory)
+            add_pipeline_to_checkpoint(save_directory)
         return result
 
     def _init_weights(self, module: nn.Module) -> None:
