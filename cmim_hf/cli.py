@@ -7,6 +7,7 @@
     cmim sample -n 100 -o samples.csv                       molecules from the prior / near seeds
     cmim reconstruct in.csv -o out.csv                      encode and decode back, with metrics
     cmim optimize --seeds in.csv --score qed -o best.csv    latent-space property optimisation
+    cmim interpolate CCO c1ccccc1O -o path.csv --image path.png   the path between two molecules
 
 Exit codes: 0 ok; 2 a bad file, column, option or checkpoint (one line, naming it); 1 a bug
 (with its traceback).
@@ -96,6 +97,10 @@ SUBCOMMANDS: dict[
     "optimize": (
         "property-guided CMA-ES search in latent space around seed molecules",
         _generation_command("optimize"),
+    ),
+    "interpolate": (
+        "decode the path between the latent codes of two molecules (CSV/JSON, optional image)",
+        _generation_command("interpolate"),
     ),
     "fit-prior": (
         "fit the aggregate posterior (the default sampling prior) of a checkpoint to training molecules",

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import DEFAULT_CHECKPOINT, chem, generation
+from .drawing import IMAGE_SUFFIXES, draw_result, save_image
 from .embedding import file_smiles_column, iter_file_chunks
 from .errors import InputError, one_line
 from .generation import CheckpointError
@@ -86,7 +87,13 @@ def _add_output_argument(parser: argparse.ArgumentParser) -> None:
         help='output file: .csv (one row per molecule) or .json ({"summary": ..., "molecules": [...]})',
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing output file (refused otherwise)"
+        "--image",
+        type=Path,
+        default=None,
+        help="also draw the molecules as an RDKit grid: .png or .svg (invalid outputs shown as INVALID)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files (refused otherwise)"
     )
 
 
@@ -104,8 +111,12 @@ def _check_common(args: argparse.Namespace) -> None:
     if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise UsageError(f"the output must be a .csv or .json file, got {args.output}")
     inputs = [getattr(args, name, None) for name in ("input", "around", "reference")]
+    if args.image is not None and args.image.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UsageError(f"the image must be a .png or .svg file, got {args.image}")
     try:
         check_output_path(args.output, inputs, args.overwrite)
+        if args.image is not None:
+            check_output_path(args.image, [*inputs, args.output], args.overwrite)
     except OutputError as err:
         raise UsageError(str(err)) from None
     if args.num_beams < 1 or args.batch_size < 1 or (args.max_length is not None and args.max_length < 1):
@@ -177,6 +188,14 @@ def _write(path: Path, records: list[dict[str, Any]], summary: dict[str, Any], c
             payload = {"summary": summary, "molecules": records}
             text = json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n"
             partial.write_text(text, encoding="utf-8")
+
+
+def _draw(args: argparse.Namespace, result: Any, top_k: int | None = None) -> str:
+    """Draw ``result`` into ``--image`` (when given); the summary's suffix naming it."""
+    if args.image is None:
+        return ""
+    save_image(draw_result(result, top_k=top_k, svg=args.image.suffix.lower() == ".svg"), args.image)
+    return f" and {args.image}"
 
 
 def _format_summary(summary: dict[str, Any]) -> str:
@@ -302,7 +321,7 @@ def _sample(args: argparse.Namespace) -> str:
     if reference is not None:
         summary["novelty"] = generation.fraction_novel(result.smiles, reference)
     _write(args.output, result.to_records(), summary, columns)
-    return f"{_format_summary(summary)} -> {args.output}"
+    return f"{_format_summary(summary)} -> {args.output}{_draw(args, result)}"
 
 
 def _aggregate_posterior(args: argparse.Namespace) -> generation.AggregatePosterior | None:
@@ -425,7 +444,7 @@ def _reconstruct(args: argparse.Namespace) -> str:
         "mean_similarity": float(similarity.mean()) if similarity.size else float("nan"),
     }
     _write(args.output, records, summary, RECONSTRUCT_COLUMNS)
-    return f"{_format_summary(summary)} -> {args.output}"
+    return f"{_format_summary(summary)} -> {args.output}{_draw(args, result)}"
 
 
 def run_reconstruct_command(args: argparse.Namespace) -> int:
@@ -563,9 +582,59 @@ def _optimize(args: argparse.Namespace) -> str:
         "penalized": sum(r.n_penalized for r in results),
     }
     _write(args.output, records, summary, OPTIMIZE_COLUMNS)
-    return f"{_format_summary(summary)} -> {args.output}"
+    return f"{_format_summary(summary)} -> {args.output}{_draw(args, results, top_k=args.top_k)}"
 
 
 def run_optimize_command(args: argparse.Namespace) -> int:
     """Run `cmim optimize`; returns the exit code."""
     return _run("optimize", args, _optimize)
+
+
+# ---------------------------------------------------------------------------------------------
+# cmim interpolate
+# ---------------------------------------------------------------------------------------------
+
+
+def add_interpolate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `cmim interpolate` options to `parser`."""
+    _describe(
+        parser,
+        "Decodes evenly spaced codes between mu(START) and mu(END), end points included.\n"
+        "example:\n  cmim interpolate 'CCO' 'c1ccccc1O' --steps 8 -o path.csv --image path.png",
+    )
+    parser.add_argument("start", help="SMILES of the first molecule")
+    parser.add_argument("end", help="SMILES of the last molecule")
+    parser.add_argument("--steps", type=int, default=10, help="points on the path, end points included")
+    parser.add_argument(
+        "--method",
+        choices=generation.INTERPOLATION_METHODS,
+        default="linear",
+        help="straight line, or great circle (slerp) between the two codes",
+    )
+    _add_output_argument(parser)
+    _add_model_arguments(parser)
+
+
+def _interpolate(args: argparse.Namespace) -> str:
+    _check_common(args)
+    if args.steps < 2:
+        raise UsageError("--steps must be at least 2 (the two end points)")
+    for option, smiles in (("START", args.start), ("END", args.end)):
+        if not chem.is_valid_smiles(smiles):
+            raise UsageError(f"{option} is not a valid SMILES: {smiles!r}")
+    model, tokenizer = _load(args)
+    result = generation.interpolate(
+        model, tokenizer, args.start, args.end, steps=args.steps, method=args.method, **_decode_options(args)
+    )
+    summary = {
+        "steps": len(result),
+        "validity": result.validity,
+        "distinct": len(set(result.valid_smiles)),
+    }
+    _write(args.output, result.to_records(), summary, ["t", "smiles", "valid"])
+    return f"{_format_summary(summary)} -> {args.output}{_draw(args, result)}"
+
+
+def run_interpolate_command(args: argparse.Namespace) -> int:
+    """Run `cmim interpolate`; returns the exit code."""
+    return _run("interpolate", args, _interpolate)
