@@ -146,7 +146,8 @@ def draw_panels(
     if columns < 1:
         raise ValueError(f"columns must be positive, got {columns}")
     columns = min(columns, len(panels))
-    molecules = [panel.molecule or Chem.Mol() for panel in panels]  # an empty panel for INVALID
+    # RDKit leaves the legend of an empty molecule out: an invalid panel shows one dummy atom
+    molecules = [panel.molecule or Chem.MolFromSmiles("*") for panel in panels]
     return Draw.MolsToGridImage(
         molecules,
         molsPerRow=columns,
