@@ -24,6 +24,8 @@ __all__ = [
     "check_claim",
     "paper_claims",
     "claims_table",
+    "batch_size_spread",
+    "more_robust",
 ]
 
 # task type -> (metric, higher_is_better)
@@ -228,3 +230,45 @@ def claims_table(claims: Sequence[Mapping[str, Any]]) -> str:
             f"{c['required']} | {'yes' if c['met'] else 'no'} |"
         )
     return "\n".join(lines)
+
+
+def batch_size_spread(
+    results: Mapping[str, Any], rows: Mapping[int, str], probe: str = "svm"
+) -> dict[str, dict[str, float]]:
+    """How much a model's downstream numbers move with the pre-training batch size.
+
+    Args:
+        results: merged benchmark results holding one featurizer per batch size.
+        rows: batch size -> featurizer name (one objective and one embedding kind).
+        probe: the probe whose headline metric is compared.
+    Returns:
+        task -> ``{"range": max - min of the headline means over batch sizes, "relative": range /
+        |mean over batch sizes|, "best_batch_size", "worst_batch_size"}``; tasks with a batch
+        size not measured are left out.
+    """
+    spread = {}
+    for task, info in results["tasks"].items():
+        _, higher = HEADLINE_METRICS[info["task_type"]]
+        values = {size: headline_value(results, task, name, probe) for size, name in rows.items()}
+        if any(record is None for record in values.values()):
+            continue
+        means = {size: record["mean"] for size, record in values.items()}
+        ranked = sorted(means, key=means.get, reverse=higher)
+        average = sum(means.values()) / len(means)
+        width = max(means.values()) - min(means.values())
+        spread[task] = {
+            "range": width,
+            "relative": width / abs(average) if average else math.inf,
+            "best_batch_size": ranked[0],
+            "worst_batch_size": ranked[-1],
+        }
+    return spread
+
+
+def more_robust(
+    spread_a: Mapping[str, Mapping[str, float]], spread_b: Mapping[str, Mapping[str, float]]
+) -> int:
+    """Tasks (measured for both) on which A's relative spread over batch sizes is smaller than B's."""
+    return sum(
+        spread_a[task]["relative"] < spread_b[task]["relative"] for task in spread_a if task in spread_b
+    )
