@@ -1,82 +1,67 @@
-"""cmim_hf: contrastive Mutual Information Machine (cMIM) for molecules on HuggingFace Transformers."""
+"""cmim_hf: contrastive Mutual Information Machine (cMIM) for molecules on HuggingFace Transformers.
 
+Importing the package is cheap: the names below load their module on first use, and cMIM is
+registered with transformers' Auto classes and pipeline registry as soon as the program uses
+them (see ``cmim_hf.registration``), so ``import cmim_hf; AutoModel.from_pretrained(folder)``
+works without ``trust_remote_code``.
+"""
+
+from __future__ import annotations
+
+import importlib
 import os
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForSeq2SeqLM,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-)
-
-from .configuration_cmim import CMIMConfig
-from .modeling_cmim import (
-    CMIMEncoderOutput,
-    CMIMForConditionalGeneration,
-    CMIMForSequenceClassification,
-    CMIMModel,
-    CMIMModelOutput,
-    CMIMPreTrainedModel,
-    CMIMSeq2SeqLMOutput,
-    CMIMSequenceClassifierOutput,
-    prepare_decoder_inputs,
-)
-from .pipelines import (
-    INFORMATIVE_TASK,
-    InformativeFeatureExtractionPipeline,
-    add_pipeline_to_checkpoint,
-    compute_embeddings,
-    register_pipelines,
-)
-from .tokenization_cmim import CMIMTokenizer
+from .registration import register_auto_classes, register_when_transformers_is_used
 from .version import __version__
 
 DEFAULT_CHECKPOINT: str = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
 """Folder of the pretrained cMIM checkpoint shipped in the package (``from_pretrained`` it, offline)."""
 
-AutoConfig.register(CMIMConfig.model_type, CMIMConfig, exist_ok=True)
-AutoModel.register(CMIMConfig, CMIMModel, exist_ok=True)
-AutoModelForSeq2SeqLM.register(CMIMConfig, CMIMForConditionalGeneration, exist_ok=True)
-AutoModelForSequenceClassification.register(CMIMConfig, CMIMForSequenceClassification, exist_ok=True)
-AutoTokenizer.register(CMIMConfig, tokenizer_class=CMIMTokenizer, exist_ok=True)
-CMIMConfig.register_for_auto_class()
-CMIMModel.register_for_auto_class("AutoModel")
-CMIMForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
-CMIMForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
-CMIMTokenizer.register_for_auto_class("AutoTokenizer")
-register_pipelines()
+_LAZY_NAMES: dict[str, str] = {
+    "CMIMConfig": "configuration_cmim",
+    "CMIMTokenizer": "tokenization_cmim",
+    **dict.fromkeys(
+        (
+            "CMIMEncoderOutput",
+            "CMIMForConditionalGeneration",
+            "CMIMForSequenceClassification",
+            "CMIMModel",
+            "CMIMModelOutput",
+            "CMIMPreTrainedModel",
+            "CMIMSeq2SeqLMOutput",
+            "CMIMSequenceClassifierOutput",
+            "prepare_decoder_inputs",
+        ),
+        "modeling_cmim",
+    ),
+    **dict.fromkeys(
+        (
+            "INFORMATIVE_TASK",
+            "InformativeFeatureExtractionPipeline",
+            "add_pipeline_to_checkpoint",
+            "compute_embeddings",
+            "register_pipelines",
+        ),
+        "pipelines",
+    ),
+    **dict.fromkeys(("CMIMEmbedder", "CMIMFeaturizer", "EmbeddingResult", "read_embeddings"), "embedding"),
+}
+"""Public name -> the submodule that defines it (imported on first access)."""
 
 
 def __getattr__(name: str):
-    """Lazy access to the bulk embedding API (it imports scikit-learn, pyarrow and tqdm)."""
-    if name in _LAZY_EMBEDDING_NAMES:
-        from . import embedding
+    module_name = _LAZY_NAMES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'cmim_hf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
 
-        return getattr(embedding, name)
-    raise AttributeError(f"module 'cmim_hf' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))
 
 
-_LAZY_EMBEDDING_NAMES = ("CMIMEmbedder", "CMIMFeaturizer", "EmbeddingResult", "read_embeddings")
+__all__ = ["__version__", "DEFAULT_CHECKPOINT", "register_auto_classes", *_LAZY_NAMES]
 
-__all__ = [
-    "__version__",
-    "DEFAULT_CHECKPOINT",
-    "INFORMATIVE_TASK",
-    "InformativeFeatureExtractionPipeline",
-    "add_pipeline_to_checkpoint",
-    "compute_embeddings",
-    "register_pipelines",
-    *_LAZY_EMBEDDING_NAMES,
-    "CMIMConfig",
-    "CMIMEncoderOutput",
-    "CMIMForConditionalGeneration",
-    "CMIMForSequenceClassification",
-    "CMIMModel",
-    "CMIMModelOutput",
-    "CMIMPreTrainedModel",
-    "CMIMSeq2SeqLMOutput",
-    "CMIMSequenceClassifierOutput",
-    "CMIMTokenizer",
-    "prepare_decoder_inputs",
-]
+register_when_transformers_is_used()
