@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cmim_hf.corpus import load_smiles_corpus
 from cmim_hf.generation import encode_smiles, load_model_for_generation
 from cmim_hf.latent_stats import latent_activity
-from cmim_hf.pretrain import load_smiles_corpus
 
 BASE_ARGS = [
     "--hidden-size", "128", "--encoder-layers", "2", "--decoder-layers", "2", "--ffn-dim", "512",

@@ -29,8 +29,8 @@ import torch
 from datasets import Dataset
 
 from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
+from cmim_hf.corpus import load_smiles_corpus
 from cmim_hf.evaluation.reports import write_json
-from cmim_hf.pretrain import load_smiles_corpus
 from cmim_hf.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
 DEFAULT_CORPUS = (

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cmim_hf.corpus import load_smiles_corpus
 from cmim_hf.evaluation.benchmark import run_benchmark
 from cmim_hf.evaluation.comparison import (
     claims_table,
@@ -51,7 +52,6 @@ from cmim_hf.generation import (
     load_model_for_generation,
 )
 from cmim_hf.model_card import save_for_hub, write_model_card
-from cmim_hf.pretrain import load_smiles_corpus
 from cmim_hf.pretrain import main as pretrain_main
 
 OBJECTIVES = ("cmim", "mim", "infonce")

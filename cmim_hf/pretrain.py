@@ -1,18 +1,18 @@
 """Pre-training of cMIM on a SMILES corpus (``cmim pretrain`` and ``examples/pretrain.py``).
 
-Loads a CSV / CSV.GZ / SMI corpus with ``datasets``, validates (RDKit) and tokenizes it with a
-batched ``map``, skips and reports molecules that cannot be used (invalid SMILES, tokens outside
-the vocabulary, too long), trains with :class:`CMIMTrainer`, checkpoints, resumes, and writes the
-final model, tokenizer and a ``pretrain_results.json`` (command, config, steps, wall time, losses,
-held-out reconstruction).
+Loads a CSV / CSV.GZ / Parquet / SMI corpus with ``datasets``, validates (RDKit) and tokenizes it
+(whole, with a batched ``map``, or on the fly with ``--streaming``), skips and reports molecules that
+cannot be used (invalid SMILES, tokens outside the vocabulary, too long), trains with
+:class:`CMIMTrainer`, checkpoints, resumes, and writes the final model, tokenizer and a
+``pretrain_results.json`` (command, config, steps, wall time, losses, held-out reconstruction).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
+import resource
 import shlex
 import shutil
 import sys
@@ -21,23 +21,24 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import pandas as pd
 import torch
 from transformers import TrainerCallback, set_seed
 
-from .chem import SMILES_NORMALIZATIONS, InvalidSmilesError, normalize_smiles
+from .chem import SMILES_NORMALIZATIONS
 from .configuration_cmim import CMIMConfig
+from .corpus import CorpusError, load_smiles_corpus, tokenize_corpus, write_skip_report
 from .errors import InputError, one_line, run_with_error_boundary
 from .generation import fit_aggregate_posterior
 from .modeling_cmim import CMIMForConditionalGeneration
+from .streaming import (
+    StreamingSmilesCorpus,
+    StreamPositionCallback,
+    corpus_shards,
+    load_stream_position,
+    reported_rows,
+)
 from .tokenization_cmim import CMIMTokenizer, vocabulary_fingerprint
 from .trainer import OBJECTIVES, CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
-
-SMILES_COLUMNS = ("SMILES", "smiles", "Smiles", "mol")
-
-
-class CorpusError(InputError):
-    """A corpus file that cannot be read as SMILES (missing file, no SMILES column)."""
 
 
 class RunFolderError(InputError):
@@ -93,10 +94,16 @@ ELAPSED_FILE = "pretrain_elapsed.json"  # in every checkpoint: wall time of the 
 
 class ElapsedTimeCallback(TrainerCallback):
     """Writes the run's cumulative wall time (earlier segments included) into every checkpoint, so
-    that a resumed run reports the time of the whole run, not of its last segment."""
+    that a resumed run reports the time of the whole run, not of its last segment; notes when this
+    segment's first optimizer step ended (``first_step_s``, seconds from ``started``)."""
 
     def __init__(self, started: float, before_s: float = 0.0):
         self.started, self.before_s = started, before_s
+        self.first_step_s: float | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.first_step_s is None:
+            self.first_step_s = round(time.time() - self.started, 2)
 
     def elapsed_s(self) -> float:
         return self.before_s + time.time() - self.started
@@ -124,119 +131,15 @@ def mean_logged_loss(log_history: list[dict[str, Any]]) -> float | None:
     return total / previous if previous else None
 
 
-def load_smiles_corpus(
-    path: str | Path, smiles_column: str | None = None, limit: int | None = None
-) -> datasets.Dataset:
-    """A ``datasets.Dataset`` with one ``smiles`` column (plus ``row``, the 0-based data row).
-
-    CSV, CSV.GZ and Parquet files need a header; the SMILES column is ``smiles_column`` or the first
-    of SMILES/smiles/Smiles/mol. SMI files hold one SMILES per line, optionally followed by a name.
-
-    Raises:
-        CorpusError: naming the file: missing, empty, unreadable (not UTF-8, truncated or corrupt
-            compression), without a SMILES column or without molecules.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CorpusError(f"corpus file not found: {path}")
-    try:
-        dataset = _read_corpus(path)
-    except Exception as error:  # datasets wraps the reader's error: report its root cause in one line
-        cause = error
-        while cause.__cause__ is not None or cause.__context__ is not None:
-            cause = cause.__cause__ or cause.__context__
-        message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        raise CorpusError(f"{path} cannot be read as a SMILES corpus: {message}") from None
-    if len(dataset) == 0:
-        raise CorpusError(f"{path} holds no molecules")
-    if path.suffix != ".smi":
-        column = smiles_column or next((c for c in SMILES_COLUMNS if c in dataset.column_names), None)
-        if column not in dataset.column_names:
-            raise CorpusError(
-                f"{path}: no SMILES column (looked for {smiles_column or SMILES_COLUMNS}); "
-                f"columns are {dataset.column_names}"
-            )
-        dataset = (
-            dataset.select_columns([column]).rename_column(column, "smiles")
-            if column != "smiles"
-            else dataset.select_columns(["smiles"])
-        )
-    if limit is not None:
-        dataset = dataset.select(range(min(limit, len(dataset))))
-    return dataset.add_column("row", list(range(len(dataset))))
-
-
-def _read_corpus(path: Path) -> datasets.Dataset:
-    """The file as read by ``datasets`` (SMI: a ``smiles`` column; CSV/Parquet: its own columns)."""
-    if path.suffix == ".smi":
-        dataset = datasets.load_dataset("text", data_files=str(path), split="train")
-        return dataset.map(
-            lambda batch: {"smiles": [line.split()[0] if line.split() else "" for line in batch["text"]]},
-            batched=True,
-            remove_columns=["text"],
-        )
-    if path.suffix in (".parquet", ".pq"):
-        return datasets.load_dataset("parquet", data_files=str(path), split="train")
-    if pd.read_csv(path, nrows=1).empty:  # a header and no rows: datasets would say "no data"
-        raise ValueError("a header and no molecules")
-    return datasets.load_dataset("csv", data_files=str(path), split="train")
-
-
-def tokenize_corpus(
-    dataset: datasets.Dataset,
-    tokenizer: CMIMTokenizer,
-    num_proc: int | None = None,
-    normalization: str = "none",
-) -> tuple[datasets.Dataset, list[dict[str, Any]]]:
-    """Validate, normalize (:func:`cmim_hf.chem.normalize_smiles`) and tokenize; returns the usable
-    molecules (``smiles`` as normalized, ``input_ids``) and a report of the skipped ones:
-    ``{"row", "smiles", "reason"}`` for each, with the SMILES as given."""
-    max_length = tokenizer.model_max_length
-
-    def encode(batch: dict[str, list]) -> dict[str, list]:
-        given = [(smiles or "").strip() for smiles in batch["smiles"]]
-        molecules, reasons = [], []
-        for smiles in given:
-            try:
-                molecules.append(normalize_smiles(smiles, normalization))
-                reasons.append("")
-            except InvalidSmilesError as error:
-                molecules.append("")
-                reasons.append(str(error))
-        # one tokenizer call per batch; one token past the limit reveals over-long molecules
-        encoded = tokenizer(molecules, truncation=True, max_length=max_length + 1)["input_ids"]
-        ids = []
-        for index, (smiles, tokens) in enumerate(zip(molecules, encoded)):
-            reason = reasons[index]
-            if not reason and tokenizer.unk_token_id in tokens:
-                reason = f"tokens outside the vocabulary: {' '.join(sorted(set(tokenizer.unknown_tokens(smiles))))}"
-            if not reason and len(tokens) > max_length:
-                reason = f"longer than model_max_length={max_length} tokens"
-            ids.append([] if reason else tokens)
-            reasons[index] = reason
-        return {"smiles": [m if not r else g for m, r, g in zip(molecules, reasons, given)], "input_ids": ids,
-                "skip_reason": reasons}  # fmt: skip
-
-    encoded = dataset.map(
-        encode, batched=True, batch_size=2000, num_proc=num_proc, desc="validating and tokenizing"
-    )
-    skipped_rows = encoded.filter(lambda batch: [bool(r) for r in batch["skip_reason"]], batched=True)
-    report = [{"row": r["row"], "smiles": r["smiles"], "reason": r["skip_reason"]} for r in skipped_rows]
-    usable = encoded.filter(lambda batch: [not r for r in batch["skip_reason"]], batched=True)
-    return usable.remove_columns(["skip_reason"]), report
-
-
-def write_skip_report(report: list[dict[str, Any]], path: Path) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["row", "smiles", "reason"])
-        writer.writeheader()
-        writer.writerows(report)
-
-
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cmim pretrain``."""
     data = parser.add_argument_group("data")
-    data.add_argument("--train-file", required=True, help="SMILES corpus: .csv, .csv.gz or .smi")
+    data.add_argument(
+        "--train-file",
+        required=True,
+        help="SMILES corpus: .csv, .csv.gz, .parquet or .smi; with --streaming also a quoted glob of "
+        "shards, e.g. 'corpus/part-*.parquet'",
+    )
     data.add_argument("--eval-file", help="held-out SMILES for reconstruction accuracy (same formats)")
     data.add_argument("--smiles-column", help="SMILES column of CSV files (default: SMILES/smiles/mol)")
     data.add_argument("--max-train-samples", type=int, help="use only the first N training molecules")
@@ -244,6 +147,18 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-eval-samples", type=int, default=2000, help="use only the first N held-out molecules"
     )
     data.add_argument("--num-proc", type=int, help="processes for tokenization")
+    data.add_argument(
+        "--streaming",
+        action="store_true",
+        help="read, validate and tokenize the corpus on the fly (any size; memory and start-up do not "
+        "grow with it) instead of all of it before the first step",
+    )
+    data.add_argument(
+        "--bucket-batches",
+        type=int,
+        default=50,
+        help="with --streaming: batches per length-sorting buffer (more: less padding, more memory)",
+    )
 
     model = parser.add_argument_group("model (ignored with --init-from)")
     model.add_argument("--init-from", help="start from this checkpoint instead of a fresh model")
@@ -382,6 +297,33 @@ def build_model(args: argparse.Namespace, tokenizer: CMIMTokenizer) -> CMIMForCo
     return CMIMForConditionalGeneration(config)
 
 
+def tokenized_training_set(
+    args: argparse.Namespace, tokenizer: CMIMTokenizer, one_batch: int, skip_report: Path, main_process: bool
+) -> datasets.Dataset:
+    """The whole training corpus, validated and tokenized before the first step (without --streaming)."""
+    train_raw = load_smiles_corpus(args.train_file, args.smiles_column, args.max_train_samples)
+    train_set, train_skipped = tokenize_corpus(train_raw, tokenizer, args.num_proc, args.smiles_normalization)
+    if main_process:
+        write_skip_report(train_skipped, skip_report)
+    if len(train_set) < one_batch:  # batches drop the incomplete last one: no step would be taken
+        raise CorpusError(
+            f"{args.train_file}: {len(train_set)} usable molecules ({len(train_skipped)} skipped, see "
+            f"{skip_report}), fewer than one batch of {one_batch}"
+        )
+    print(
+        f"training molecules: {len(train_set)} used, {len(train_skipped)} skipped (see {skip_report})",
+        flush=True,
+    )
+    return train_set
+
+
+def first_training_smiles(train_data: datasets.Dataset | StreamingSmilesCorpus, n: int) -> list[str]:
+    """The first ``n`` usable training molecules (fewer if the corpus has fewer)."""
+    if isinstance(train_data, StreamingSmilesCorpus):
+        return train_data.first_usable_smiles(n)
+    return train_data.select(range(min(n, len(train_data))))["smiles"]
+
+
 def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     """Pre-train as configured by :func:`add_pretrain_arguments`; returns the results record."""
     started = time.time()
@@ -391,21 +333,32 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = CMIMTokenizer(model_max_length=args.max_length)
 
-    train_raw = load_smiles_corpus(args.train_file, args.smiles_column, args.max_train_samples)
-    train_set, train_skipped = tokenize_corpus(train_raw, tokenizer, args.num_proc, args.smiles_normalization)
-    if main_process:
-        write_skip_report(train_skipped, output_dir / "skipped_train_smiles.csv")
-    one_batch = args.batch_size * int(os.environ.get("WORLD_SIZE", "1"))
-    if len(train_set) < one_batch:  # batches drop the incomplete last one: no step would be taken
-        raise CorpusError(
-            f"{args.train_file}: {len(train_set)} usable molecules ({len(train_skipped)} skipped, see "
-            f"{output_dir / 'skipped_train_smiles.csv'}), fewer than one batch of {one_batch}"
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    one_batch = args.batch_size * world_size
+    # A stream is read by the main process alone, one global batch at a time (length-grouped, so one
+    # padded width), then split between the processes: accelerate's split_batches.
+    split_stream_batches = args.streaming and world_size > 1
+    skip_report = output_dir / "skipped_train_smiles.csv"
+    if args.streaming:
+        if resume_from is None and main_process:
+            skip_report.unlink(missing_ok=True)  # appended to while streaming: start it afresh
+        train_data = StreamingSmilesCorpus(
+            corpus_shards(args.train_file),
+            tokenizer,
+            one_batch,
+            min_molecules=one_batch,
+            bucket_batches=args.bucket_batches,
+            normalization=args.smiles_normalization,
+            smiles_column=args.smiles_column,
+            max_rows=args.max_train_samples,
+            seed=args.seed,
+            skip_report=skip_report if main_process else None,
         )
-    print(
-        f"training molecules: {len(train_set)} used, {len(train_skipped)} skipped "
-        f"(see {output_dir / 'skipped_train_smiles.csv'})",
-        flush=True,
-    )
+        if resume_from is not None:
+            train_data.resume_from(load_stream_position(resume_from))
+        print(f"streaming {len(train_data.files)} shard(s); skipped rows go to {skip_report}", flush=True)
+    else:
+        train_data = tokenized_training_set(args, tokenizer, one_batch, skip_report, main_process)
     eval_set = None
     if args.eval_file:
         eval_raw = load_smiles_corpus(args.eval_file, args.smiles_column, args.max_eval_samples)
@@ -430,8 +383,11 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         deterministic_steps=args.deterministic_steps,
         posterior_lr_multiplier=args.posterior_lr_multiplier,
         decoder_token_dropout=args.decoder_token_dropout,
-        train_sampling_strategy="group_by_length" if args.group_by_length else "random",
-        per_device_train_batch_size=args.batch_size,
+        train_sampling_strategy="group_by_length"
+        if args.group_by_length and not args.streaming
+        else "random",
+        per_device_train_batch_size=one_batch if split_stream_batches else args.batch_size,
+        accelerator_config={"split_batches": split_stream_batches},
         per_device_eval_batch_size=args.batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         learning_rate=args.learning_rate,
@@ -452,25 +408,32 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps host-to-GPU copies
     )
     clock = ElapsedTimeCallback(started, elapsed_before(resume_from))
+    molecules_per_step = args.batch_size * args.gradient_accumulation_steps * training_args.world_size
+    callbacks: list[TrainerCallback] = [clock]
+    if args.streaming:
+        callbacks.append(StreamPositionCallback(train_data, molecules_per_step))
     trainer = CMIMTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_set,
+        train_dataset=train_data,
         eval_dataset=eval_set,
         data_collator=CMIMDataCollator(tokenizer),
         processing_class=tokenizer,
-        callbacks=[clock],
+        callbacks=callbacks,
     )
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     trainer.save_model(str(output_dir / "final"))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir / "final"))
-    prior_molecules = min(args.prior_molecules, len(train_set))
-    if prior_molecules >= 2 and trainer.is_world_process_zero():
+    prior_smiles = (
+        first_training_smiles(train_data, args.prior_molecules) if trainer.is_world_process_zero() else []
+    )
+    prior_molecules = len(prior_smiles)
+    if prior_molecules >= 2:
         fit_aggregate_posterior(
             trainer.model,
             tokenizer,
-            train_set.select(range(prior_molecules))["smiles"],
+            prior_smiles,
             source=f"{args.train_file}: first {prior_molecules} usable training molecules",
         ).save(output_dir / "final")
 
@@ -480,16 +443,16 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         "parameters": sum(p.numel() for p in model.parameters()),
         "training_arguments": {k: v for k, v in vars(args).items() if k != "argv"},
         "steps": trainer.state.global_step,
-        "molecules_seen": trainer.state.global_step
-        * args.batch_size
-        * args.gradient_accumulation_steps
-        * training_args.world_size,
+        "molecules_seen": trainer.state.global_step * molecules_per_step,
         "wall_time_s": round(clock.elapsed_s(), 1),  # every segment of a resumed run
         "segment_wall_time_s": round(time.time() - started, 1),
+        "time_to_first_step_s": clock.first_step_s,  # of this segment, from the start of the command
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "streaming": args.streaming,
         "resumed_from": str(resume_from) if resume_from else None,
         "train_loss": mean_logged_loss(trainer.state.log_history),
         "last_logged_losses": next((e for e in reversed(trainer.state.log_history) if "loss/total" in e), {}),
-        "skipped_train_molecules": len(train_skipped),
+        "skipped_train_molecules": len(reported_rows(skip_report)),
         "aggregate_posterior_molecules": prior_molecules if prior_molecules >= 2 else 0,
     }
     if eval_set is not None:

@@ -29,6 +29,7 @@ from .losses import (
     sequence_cross_entropy,
 )
 from .modeling_cmim import prepare_decoder_inputs
+from .streaming import StreamingSmilesCorpus
 
 OBJECTIVES = ("cmim", "mim", "infonce", "ae")
 LOSS_COMPONENTS = ("reconstruction", "latent", "contrastive", "total")
@@ -289,6 +290,13 @@ class CMIMTrainer(Trainer):
         from .model_card import create_cmim_model_card
 
         create_cmim_model_card(self, **kwargs)
+
+    def get_resumed_dataloader(self, dataloader, num_batches: int):
+        """A :class:`StreamingSmilesCorpus` restores its own position on ``--resume``
+        (``resume_from``): nothing to skip. Other datasets are fast-forwarded batch by batch."""
+        if isinstance(self.train_dataset, StreamingSmilesCorpus):
+            return dataloader
+        return super().get_resumed_dataloader(dataloader, num_batches)
 
     # --- evaluation ------------------------------------------------------------------------------
 

@@ -63,19 +63,26 @@ def _pretrain(launcher: list[str], corpus: Path, out: Path, *extra: str) -> dict
     return json.loads((out / "pretrain_results.json").read_text())
 
 
-@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
-def test_two_cpu_processes_checkpoint_and_resume(launcher: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("launcher", "data"), [("accelerate", "in memory"), ("torchrun", "in memory"), ("torchrun", "streaming")]
+)
+def test_two_cpu_processes_checkpoint_and_resume(launcher: str, data: str, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.csv"
     pd.read_csv(MOSES, nrows=200).to_csv(corpus, index=False)
     out = tmp_path / "run"
-    first = _pretrain(LAUNCHERS[launcher], corpus, out, "--max-steps", "4")
+    streaming = ["--streaming", "--bucket-batches", "2"] if data == "streaming" else []
+    first = _pretrain(LAUNCHERS[launcher], corpus, out, "--max-steps", "4", *streaming)
     assert first["steps"] == 4 and first["molecules_seen"] == 4 * 8 * 2  # both ranks' batches
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     for checkpoint in ("checkpoint-2", "checkpoint-4", "final"):
         assert (out / checkpoint / "model.safetensors").is_file()
     assert (out / "final" / "pipelines.py").is_file() and (out / "final" / "tokenizer.json").is_file()
 
-    resumed = _pretrain(LAUNCHERS[launcher], corpus, out, "--max-steps", "6", "--resume")
+    if streaming:  # the main process reads for both ranks: 2 batches per step
+        assert (
+            json.loads((out / "checkpoint-2" / "streaming_state.json").read_text())["consumed"] == 2 * 8 * 2
+        )
+    resumed = _pretrain(LAUNCHERS[launcher], corpus, out, "--max-steps", "6", "--resume", *streaming)
     assert resumed["steps"] == 6 and resumed["molecules_seen"] == 6 * 8 * 2
     assert resumed["resumed_from"].endswith("checkpoint-4")
     assert CMIMForConditionalGeneration.from_pretrained(out / "final").config.hidden_size == 32

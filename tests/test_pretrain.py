@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from cmim_hf import CMIMForConditionalGeneration
+from cmim_hf.corpus import CorpusError, load_smiles_corpus
 from cmim_hf.generation import AggregatePosterior
-from cmim_hf.pretrain import CorpusError, load_smiles_corpus, main
+from cmim_hf.pretrain import main
 
 MOSES = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
 

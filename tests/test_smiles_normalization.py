@@ -15,10 +15,10 @@ from transformers import pipeline
 import cmim_hf
 from cmim_hf import CMIMConfig, CMIMEmbedder, CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.chem import InvalidSmilesError, normalize_smiles
+from cmim_hf.corpus import load_smiles_corpus, tokenize_corpus
 from cmim_hf.evaluation.featurizers import CMIMFeaturizer
 from cmim_hf.generation import encode_smiles
 from cmim_hf.pipelines import InformativeFeatureExtractionPipeline, normalize_for_model
-from cmim_hf.pretrain import load_smiles_corpus, tokenize_corpus
 from cmim_hf.pretrain import main as pretrain_main
 
 STEREO = "N[C@@H](C)C(=O)O"  # L-alanine written with stereo, not canonical
