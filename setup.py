@@ -61,6 +61,6 @@ setup(
         "matplotlib>=3.7",
         "cma>=3.3,<5",
     ],
-    extras_require={"test": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "peft>=0.17"]},
+    extras_require={"test": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "peft>=0.17", "parameterized>=0.9"]},
     entry_points={"console_scripts": ["cmim=cmim_hf.cli:main"]},
 )

@@ -160,6 +160,45 @@ def test_eager_and_sdpa_agree(tokenizer) -> None:
         assert torch.allclose(sdpa(**batch).logits, eager(**batch).logits, atol=1e-5)
 
 
+def test_attention_weights_have_the_documented_shapes(tokenizer) -> None:
+    """output_attentions (eager): encoder (B, h, T, T), decoder self (B, h, S, S), cross (B, h, S, K);
+    each row a distribution, and the decoder's causal (nothing above the diagonal)."""
+    model = CMIMForConditionalGeneration(tiny_config(num_latents=3, attn_implementation="eager")).eval()
+    batch = tokenizer(SMILES, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**batch, output_attentions=True)
+    (b, t), s, heads = batch["input_ids"].shape, out.logits.shape[1], 4
+    assert [a.shape for a in out.encoder_attentions] == [(b, heads, t, t)] * 2
+    assert [a.shape for a in out.decoder_attentions] == [(b, heads, s, s)] * 2
+    assert [a.shape for a in out.cross_attentions] == [(b, heads, s, 3)] * 2
+    for weights in (*out.encoder_attentions, *out.decoder_attentions, *out.cross_attentions):
+        assert torch.allclose(weights.sum(-1), torch.ones(weights.shape[:-1]), atol=1e-5)
+    assert out.decoder_attentions[0].triu(diagonal=1).abs().max() == 0
+    assert model(**batch).encoder_attentions is None
+
+
+def test_tuple_outputs_inputs_embeds_and_the_old_cache_name(tiny_model, tokenizer) -> None:
+    """return_dict=False gives the output's fields as a tuple; inputs_embeds and
+    decoder_inputs_embeds give what the ids give; past_key_values= is cache= with a warning."""
+    batch = tokenizer(SMILES, padding=True, return_tensors="pt")
+    decoder_input_ids, _, _ = prepare_decoder_inputs(batch["input_ids"], batch["attention_mask"], 1, 0)
+    with torch.no_grad():
+        as_dict = tiny_model(**batch)
+        as_tuple = tiny_model(**batch, return_dict=False)
+        embed = tiny_model.get_input_embeddings()
+        from_embeds = tiny_model(
+            inputs_embeds=embed(batch["input_ids"]),
+            attention_mask=batch["attention_mask"],
+            decoder_inputs_embeds=embed(decoder_input_ids),
+        )
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], as_dict.logits)
+    assert torch.allclose(from_embeds.logits, as_dict.logits, atol=1e-6)
+    with pytest.warns(FutureWarning, match="past_key_values"):
+        tiny_model(**batch, past_key_values=None)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'not_an_argument'"):
+        tiny_model(**batch, not_an_argument=1)
+
+
 # --- gradients ----------------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_cmim import CMIMConfig
 from .pooling import flatten_latent, masked_mean, right_align
@@ -143,6 +144,7 @@ class CMIMEncoderOutput(ModelOutput):
     z_mean, z_logvar: (B, K, L) posterior mean and log-variance.
     token_hidden_states: (B, T, H) encoder token states after the final LayerNorm.
     hidden_states: tuple of ``encoder_layers + 1`` (B, T, H) tensors when requested.
+    attentions: tuple of ``encoder_layers`` (B, heads, T, T) self-attention weights when requested.
     """
 
     last_hidden_state: torch.Tensor | None = None
@@ -150,16 +152,21 @@ class CMIMEncoderOutput(ModelOutput):
     z_logvar: torch.Tensor | None = None
     token_hidden_states: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
 class CMIMDecoderOutput(ModelOutput):
     """last_hidden_state: (B, S, H) after the final LayerNorm; hidden_states: ``decoder_layers + 1``
-    tensors (embeddings, each layer; the last one normed) when requested; cache: KV cache."""
+    tensors (embeddings, each layer; the last one normed) when requested; cache: KV cache;
+    attentions / cross_attentions: per layer, (B, heads, S, S_past + S) self-attention and
+    (B, heads, S, K) cross-attention weights (to the K latents) when requested."""
 
     last_hidden_state: torch.Tensor | None = None
     cache: Cache | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -167,7 +174,9 @@ class CMIMModelOutput(ModelOutput):
     """Output of [`CMIMModel`]; see ``docs/CONTRACTS.md``.
 
     last_hidden_state: (B, S, H) decoder states; z, z_mean, z_logvar: (B, K, L);
-    encoder_last_hidden_state: (B, T, H); decoder_attention_mask: (B, S) positions read by the decoder.
+    encoder_last_hidden_state: (B, T, H); decoder_attention_mask: (B, S) positions read by the decoder;
+    encoder_attentions, decoder_attentions, cross_attentions: see [`CMIMEncoderOutput`] and
+    [`CMIMDecoderOutput`] (with ``output_attentions``).
     """
 
     last_hidden_state: torch.Tensor | None = None
@@ -179,6 +188,9 @@ class CMIMModelOutput(ModelOutput):
     decoder_attention_mask: torch.Tensor | None = None
     encoder_last_hidden_state: torch.Tensor | None = None
     encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    encoder_attentions: tuple[torch.Tensor, ...] | None = None
+    decoder_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -196,6 +208,9 @@ class CMIMSeq2SeqLMOutput(ModelOutput):
     decoder_attention_mask: torch.Tensor | None = None
     encoder_last_hidden_state: torch.Tensor | None = None
     encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    encoder_attentions: tuple[torch.Tensor, ...] | None = None
+    decoder_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,10 +250,11 @@ class CMIMAttention(nn.Module):
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """hidden_states (B, Tq, H), key_value_states (B, Tk, H) -> (B, Tq, H). ``rotary``: the (cos, sin)
-        tables (Tq, d) of the queries' positions, applied to the queries and new keys of
-        self-attention (cached keys are stored rotated)."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """hidden_states (B, Tq, H), key_value_states (B, Tk, H) -> (B, Tq, H) and the attention
+        weights (B, h, Tq, Tk) (``None`` from kernels that do not form them, e.g. SDPA). ``rotary``:
+        the (cos, sin) tables (Tq, d) of the queries' positions, applied to the queries and new keys
+        of self-attention (cached keys are stored rotated)."""
         is_cross_attention = key_value_states is not None
         query = self._heads(self.q_proj(hidden_states))
         if rotary is not None:
@@ -266,7 +282,7 @@ class CMIMAttention(nn.Module):
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        output, _ = attention_interface(
+        output, weights = attention_interface(
             self,
             query,
             key,
@@ -275,7 +291,7 @@ class CMIMAttention(nn.Module):
             dropout=self.dropout if self.training else 0.0,
             scaling=self.scaling,
         )
-        return self.out_proj(output.reshape(*hidden_states.shape[:-1], -1))
+        return self.out_proj(output.reshape(*hidden_states.shape[:-1], -1)), weights
 
 
 class CMIMFeedForward(nn.Module):
@@ -308,15 +324,14 @@ class CMIMEncoderLayer(GradientCheckpointingLayer):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """hidden_states (B, T, H), attention_mask (B, 1, 1, T) additive or None, rotary (cos, sin)
-        (T, d) or None -> (B, T, H)."""
-        hidden_states = hidden_states + self.dropout(
-            self.self_attn(
-                self.self_attn_layer_norm(hidden_states), attention_mask=attention_mask, rotary=rotary
-            )
+        (T, d) or None -> (B, T, H) and the self-attention weights (B, h, T, T) or None."""
+        attended, weights = self.self_attn(
+            self.self_attn_layer_norm(hidden_states), attention_mask=attention_mask, rotary=rotary
         )
-        return hidden_states + self.dropout(self.ffn(self.ffn_layer_norm(hidden_states)))
+        hidden_states = hidden_states + self.dropout(attended)
+        return hidden_states + self.dropout(self.ffn(self.ffn_layer_norm(hidden_states))), weights
 
 
 class CMIMDecoderLayer(GradientCheckpointingLayer):
@@ -339,20 +354,26 @@ class CMIMDecoderLayer(GradientCheckpointingLayer):
         self_attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """hidden_states (B, S, H), memory (B, K, H), rotary (cos, sin) (S, d) or None -> (B, S, H)."""
-        hidden_states = hidden_states + self.dropout(
-            self.self_attn(
-                self.self_attn_layer_norm(hidden_states),
-                attention_mask=self_attention_mask,
-                cache=cache,
-                rotary=rotary,
-            )
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """hidden_states (B, S, H), memory (B, K, H), rotary (cos, sin) (S, d) or None -> (B, S, H),
+        the self-attention weights (B, h, S, S_past + S) and the cross-attention weights (B, h, S, K)
+        (None from kernels that do not form them)."""
+        attended, self_weights = self.self_attn(
+            self.self_attn_layer_norm(hidden_states),
+            attention_mask=self_attention_mask,
+            cache=cache,
+            rotary=rotary,
         )
-        hidden_states = hidden_states + self.dropout(
-            self.cross_attn(self.cross_attn_layer_norm(hidden_states), key_value_states=memory, cache=cache)
+        hidden_states = hidden_states + self.dropout(attended)
+        attended, cross_weights = self.cross_attn(
+            self.cross_attn_layer_norm(hidden_states), key_value_states=memory, cache=cache
         )
-        return hidden_states + self.dropout(self.ffn(self.ffn_layer_norm(hidden_states)))
+        hidden_states = hidden_states + self.dropout(attended)
+        return (
+            hidden_states + self.dropout(self.ffn(self.ffn_layer_norm(hidden_states))),
+            self_weights,
+            cross_weights,
+        )
 
 
 class CMIMBottleneck(nn.Module):
@@ -379,9 +400,10 @@ class CMIMBottleneck(nn.Module):
         self, token_states: torch.Tensor, key_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         queries = self.queries.unsqueeze(0).expand(token_states.shape[0], -1, -1)  # (B, K, H)
-        latents = queries + self.cross_attn(
+        attended, _ = self.cross_attn(
             self.query_layer_norm(queries), key_value_states=token_states, attention_mask=key_mask
         )
+        latents = queries + attended
         latents = latents + self.ffn(self.ffn_layer_norm(latents))
         params = self.posterior_proj(self.output_layer_norm(latents))  # (B, K, 2L) or (B, K, L)
         if self.predicts_logvar:
@@ -440,36 +462,48 @@ class CMIMEncoder(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
         sample_latent: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> CMIMEncoderOutput:
-        """input_ids (B, T), attention_mask (B, T) -> CMIMEncoderOutput.
+        """input_ids (B, T) or their embeddings ``inputs_embeds`` (B, T, H), attention_mask (B, T)
+        -> CMIMEncoderOutput.
 
         z is a posterior sample if ``sample_latent`` (default: in training mode), else z = mu.
-        ``output_attentions`` and ``return_dict`` are accepted for GenerationMixin and ignored.
+        ``output_attentions`` returns the self-attention weights of each layer (an attention
+        implementation that forms them, e.g. ``"eager"``); ``return_dict`` is accepted for
+        GenerationMixin and ignored.
         """
-        length = input_ids.shape[1]
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass either input_ids or inputs_embeds to the cMIM encoder")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        length = inputs_embeds.shape[1]
         if length > self.config.max_position_embeddings:
             raise ValueError(
                 f"input of {length} tokens exceeds max_position_embeddings={self.config.max_position_embeddings}"
             )
         if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        positions = torch.arange(length, device=input_ids.device)
-        hidden_states = self.embed_tokens(input_ids)
-        hidden_states, rotary = add_positions(self.config, hidden_states, positions, self.embed_positions)
+            attention_mask = torch.ones(
+                inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device
+            )
+        positions = torch.arange(length, device=inputs_embeds.device)
+        hidden_states, rotary = add_positions(self.config, inputs_embeds, positions, self.embed_positions)
         hidden_states = self.dropout(hidden_states)
         key_mask = padding_mask_4d(attention_mask, hidden_states.dtype)
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states, key_mask, rotary)
+            hidden_states, weights = layer(hidden_states, key_mask, rotary)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (weights,)
         token_states = self.layer_norm(hidden_states)
         if output_hidden_states:
             all_hidden_states = all_hidden_states[:-1] + (token_states,)
@@ -484,6 +518,7 @@ class CMIMEncoder(nn.Module):
             z_logvar=z_logvar,
             token_hidden_states=token_states,
             hidden_states=all_hidden_states,
+            attentions=all_attentions,
         )
 
 
@@ -511,6 +546,7 @@ class CMIMDecoder(nn.Module):
         latents: torch.Tensor,
         cache: Cache | None = None,
         output_hidden_states: bool = False,
+        output_attentions: bool = False,
     ) -> CMIMDecoderOutput:
         """inputs_embeds (B, S, H) token embeddings of the decoder input, latents (B, K, L)."""
         past_length = cache.get_seq_length() if cache is not None else 0
@@ -535,17 +571,25 @@ class CMIMDecoder(nn.Module):
                 self_attention_mask = torch.cat([prefix, self_attention_mask], dim=-1)
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
+        self_attentions, cross_attentions = ((), ()) if output_attentions else (None, None)
         for layer in self.layers:
-            hidden_states = layer(
+            hidden_states, self_weights, cross_weights = layer(
                 hidden_states, memory, self_attention_mask=self_attention_mask, cache=cache, rotary=rotary
             )
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
+            if output_attentions:
+                self_attentions += (self_weights,)
+                cross_attentions += (cross_weights,)
         hidden_states = self.layer_norm(hidden_states)
         if output_hidden_states:
             all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
         return CMIMDecoderOutput(
-            last_hidden_state=hidden_states, cache=cache, hidden_states=all_hidden_states
+            last_hidden_state=hidden_states,
+            cache=cache,
+            hidden_states=all_hidden_states,
+            attentions=self_attentions,
+            cross_attentions=cross_attentions,
         )
 
 
@@ -570,8 +614,7 @@ class CMIMPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["CMIMEncoderLayer", "CMIMDecoderLayer"]
     _supports_sdpa = True
-    # The forward takes **kwargs only for GenerationMixin: the loss is a per-batch mean, so the
-    # Trainer must scale it for gradient accumulation itself.
+    # The loss is a per-batch mean: the Trainer scales it for gradient accumulation itself.
     accepts_loss_kwargs = False
 
     def save_pretrained(self, save_directory, is_main_process: bool = True, **kwargs):
@@ -588,6 +631,10 @@ class CMIMPreTrainedModel(PreTrainedModel):
 
             add_pipeline_to_checkpoint(save_directory)
         return result
+
+    def _return_dict(self, return_dict: bool | None) -> bool:
+        """``return_dict`` as given, else the config's; ``False`` returns the output as a tuple."""
+        return return_dict if return_dict is not None else self.config.return_dict
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -638,6 +685,7 @@ class CMIMModel(CMIMPreTrainedModel):
         """Posterior q(z|x) of a batch: z_mean/z_logvar (B, K, L); z sampled in training, mu in eval."""
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -646,36 +694,47 @@ class CMIMModel(CMIMPreTrainedModel):
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: CMIMEncoderOutput | tuple | None = None,
         cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
         sample_latent: bool | None = None,
-        **kwargs,
-    ) -> CMIMModelOutput:
-        """Encode ``input_ids`` (or take ``encoder_outputs``), decode teacher-forced.
+    ) -> CMIMModelOutput | tuple:
+        """Encode ``input_ids`` or ``inputs_embeds`` (B, T, H) (or take ``encoder_outputs``), decode
+        teacher-forced ``decoder_input_ids`` or ``decoder_inputs_embeds`` (B, S, H).
 
-        Without ``decoder_input_ids`` the decoder reads ``[<bos>] + x`` built by
+        Without either, the decoder reads ``[<bos>] + x`` of ``input_ids``, built by
         :func:`prepare_decoder_inputs`. ``sample_latent`` overrides the encoder's default (sample z
-        in training, z = mu in eval). Extra ``kwargs`` (from GenerationMixin) are ignored.
+        in training, z = mu in eval). ``past_key_values`` is the deprecated name of ``cache``.
         """
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
+        output_attentions = (
+            output_attentions
+            if output_attentions is not None
+            else getattr(self.config, "output_attentions", False)
+        )
         if encoder_outputs is None:
-            if input_ids is None:
-                raise ValueError("pass input_ids or encoder_outputs")
             encoder_outputs = self.encoder(
                 input_ids=input_ids,
+                inputs_embeds=inputs_embeds,
                 attention_mask=attention_mask,
                 output_hidden_states=output_hidden_states,
+                output_attentions=output_attentions,
                 sample_latent=sample_latent,
             )
         elif not isinstance(encoder_outputs, CMIMEncoderOutput):
             encoder_outputs = CMIMEncoderOutput(last_hidden_state=encoder_outputs[0])
 
-        if decoder_input_ids is None:
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
             if input_ids is None:
-                raise ValueError("pass decoder_input_ids when decoding from encoder_outputs")
+                raise ValueError(
+                    "pass decoder_input_ids or decoder_inputs_embeds when the encoder reads inputs_embeds "
+                    "or encoder_outputs"
+                )
             if attention_mask is None:
                 attention_mask = torch.ones_like(input_ids)
             decoder_input_ids, decoder_attention_mask, _ = prepare_decoder_inputs(
@@ -688,13 +747,16 @@ class CMIMModel(CMIMPreTrainedModel):
         if not use_cache:
             cache = None
 
+        if decoder_inputs_embeds is None:
+            decoder_inputs_embeds = self.encoder.embed_tokens(decoder_input_ids)
         decoder_outputs = self.decoder(
-            inputs_embeds=self.encoder.embed_tokens(decoder_input_ids),
+            inputs_embeds=decoder_inputs_embeds,
             latents=encoder_outputs.last_hidden_state,
             cache=cache,
             output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
         )
-        return CMIMModelOutput(
+        output = CMIMModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
             cache=decoder_outputs.cache,
             z=encoder_outputs.last_hidden_state,
@@ -704,7 +766,11 @@ class CMIMModel(CMIMPreTrainedModel):
             decoder_attention_mask=decoder_attention_mask,
             encoder_last_hidden_state=encoder_outputs.token_hidden_states,
             encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
         )
+        return output if self._return_dict(return_dict) else output.to_tuple()
 
 
 class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
@@ -753,6 +819,7 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
         z = z.to(device=self.device, dtype=self.dtype)
         return self.generate(encoder_outputs=CMIMEncoderOutput(last_hidden_state=z), **generate_kwargs)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -762,13 +829,15 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
         encoder_outputs: CMIMEncoderOutput | tuple | None = None,
         labels: torch.Tensor | None = None,
         cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         return_loss: bool | None = None,
         return_dict: bool | None = None,
         sample_latent: bool | None = None,
-        **kwargs,
-    ) -> CMIMSeq2SeqLMOutput:
+    ) -> CMIMSeq2SeqLMOutput | tuple:
         """input_ids/attention_mask (B, T) -> CMIMSeq2SeqLMOutput, BART's ``labels`` contract.
 
         - ``labels`` (B, S), -100 at padding: the decoder reads ``shift_tokens_right(labels)`` (any
@@ -780,10 +849,11 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
 
         ``decoder_input_ids``, when given, are used as they are. ``sample_latent``: see
         [`CMIMModel.forward`]."""
-        if decoder_input_ids is None and labels is not None:
+        decoder_given = decoder_input_ids is not None or decoder_inputs_embeds is not None
+        if not decoder_given and labels is not None:
             decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
             decoder_attention_mask = (labels != -100).long()
-        elif decoder_input_ids is None and input_ids is not None:
+        elif not decoder_given and input_ids is not None:
             if attention_mask is None:
                 attention_mask = torch.ones_like(input_ids)
             decoder_input_ids, decoder_attention_mask, teacher_labels = prepare_decoder_inputs(
@@ -799,8 +869,12 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
             cache=cache,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
             sample_latent=sample_latent,
         )
         logits = self.lm_head(outputs.last_hidden_state)  # (B, S, V)
@@ -808,7 +882,7 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = reconstruction_cross_entropy(logits, labels).mean()
-        return CMIMSeq2SeqLMOutput(
+        output = CMIMSeq2SeqLMOutput(
             loss=loss,
             logits=logits,
             cache=outputs.cache,
@@ -819,7 +893,11 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
             decoder_attention_mask=outputs.decoder_attention_mask,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
             encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
         )
+        return output if self._return_dict(return_dict) else output.to_tuple()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -839,12 +917,21 @@ class CMIMSequenceClassifierOutput(ModelOutput):
     features: (B, D) what the head reads: mu flattened (D = K*L) for ``"latent"``, mu then the pooled
         decoder states (D = K*L + H) for ``"informative"``.
     z_mean: (B, K, L) posterior mean.
+    encoder_hidden_states / decoder_hidden_states: with ``output_hidden_states``, the embeddings and
+        every layer's output of the encoder (B, T, H) and of the decoder (B, S, H).
+    encoder_attentions, decoder_attentions, cross_attentions: with ``output_attentions``, as in
+        [`CMIMModelOutput`] (the decoder's only for ``"informative"`` features).
     """
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     features: torch.Tensor | None = None
     z_mean: torch.Tensor | None = None
+    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    encoder_attentions: tuple[torch.Tensor, ...] | None = None
+    decoder_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 def sequence_classification_loss(
@@ -952,44 +1039,96 @@ class CMIMForSequenceClassification(CMIMPreTrainedModel):
         self.model.set_input_embeddings(value)
 
     def molecule_features(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T) token ids (left or right padded) -> features (B, D) and z_mean (B, K, L)."""
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        input_ids, attention_mask = right_align(input_ids, attention_mask, self.config.pad_token_id)
-        encoded = self.model.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        z_mean = encoded.z_mean  # (B, K, L)
-        latent = flatten_latent(z_mean).to(z_mean.dtype)  # (B, K*L)
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, CMIMModelOutput]:
+        """(B, T) token ids (left or right padded) or right-padded embeddings (B, T, H) -> features
+        (B, D) and the base model's output (``z_mean`` (B, K, L); the decoder's fields stay empty for
+        ``"latent"`` features).
+
+        The informative features pool the decoder's last layer over ``decoder_attention_mask`` while
+        it reads ``decoder_input_ids`` (or ``decoder_inputs_embeds``) from z = mu; by default
+        ``[<bos>] + x``, as the embedder."""
+        if input_ids is not None:
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            input_ids, attention_mask = right_align(input_ids, attention_mask, self.config.pad_token_id)
+        encoded = self.model.encoder(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )
+        latent = flatten_latent(encoded.z_mean).to(encoded.z_mean.dtype)  # (B, K*L)
+        base = CMIMModelOutput(
+            z_mean=encoded.z_mean,
+            encoder_hidden_states=encoded.hidden_states,
+            encoder_attentions=encoded.attentions,
+        )
         if self.classifier_features == "latent":
-            return latent, z_mean
+            return latent, base
         decoded = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            encoder_outputs=CMIMEncoderOutput(last_hidden_state=z_mean),
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            encoder_outputs=CMIMEncoderOutput(last_hidden_state=encoded.z_mean),
             use_cache=False,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
         )
-        pooled = masked_mean(decoded.last_hidden_state, decoded.decoder_attention_mask)  # (B, H)
-        return torch.cat([latent, pooled.to(latent.dtype)], dim=-1), z_mean  # (B, K*L + H)
+        decoder_mask = decoded.decoder_attention_mask
+        if decoder_mask is None:
+            decoder_mask = torch.ones(decoded.last_hidden_state.shape[:2], device=latent.device)
+        pooled = masked_mean(decoded.last_hidden_state, decoder_mask)  # (B, H)
+        base.decoder_hidden_states = decoded.decoder_hidden_states
+        base.decoder_attentions, base.cross_attentions = decoded.decoder_attentions, decoded.cross_attentions
+        return torch.cat([latent, pooled.to(latent.dtype)], dim=-1), base  # (B, K*L + H)
 
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> CMIMSequenceClassifierOutput:
+    ) -> CMIMSequenceClassifierOutput | tuple:
         """input_ids/attention_mask (B, T); labels (B, num_labels) or (B,) -> CMIMSequenceClassifierOutput.
 
-        ``output_attentions``, ``output_hidden_states`` and ``return_dict`` are accepted because
-        ``peft`` passes them, and ignored; ``inputs_embeds`` is not supported (cMIM reads token ids).
+        ``decoder_input_ids``/``decoder_attention_mask`` (B, S): what the decoder reads for the
+        informative features (default ``[<bos>] + x``). ``inputs_embeds`` (B, T, H), right padded,
+        replace ``input_ids``; the informative features then need ``decoder_input_ids`` or
+        ``decoder_inputs_embeds``.
         """
-        if inputs_embeds is not None or input_ids is None:
-            raise ValueError("CMIMForSequenceClassification reads input_ids (inputs_embeds is not supported)")
-        features, z_mean = self.molecule_features(input_ids, attention_mask)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if output_attentions is None:
+            output_attentions = getattr(self.config, "output_attentions", False)
+        features, base = self.molecule_features(
+            input_ids,
+            attention_mask,
+            decoder_input_ids,
+            decoder_attention_mask,
+            output_hidden_states,
+            output_attentions,
+            inputs_embeds,
+            decoder_inputs_embeds,
+        )
         logits = self.classifier(features)  # (B, num_labels)
 
         loss = None
@@ -1002,7 +1141,18 @@ class CMIMForSequenceClassification(CMIMPreTrainedModel):
                 else:
                     self.config.problem_type = "multi_label_classification"
             loss = sequence_classification_loss(logits, labels.to(logits.device), self.config.problem_type)
-        return CMIMSequenceClassifierOutput(loss=loss, logits=logits, features=features, z_mean=z_mean)
+        output = CMIMSequenceClassifierOutput(
+            loss=loss,
+            logits=logits,
+            features=features,
+            z_mean=base.z_mean,
+            encoder_hidden_states=base.encoder_hidden_states,
+            decoder_hidden_states=base.decoder_hidden_states,
+            encoder_attentions=base.encoder_attentions,
+            decoder_attentions=base.decoder_attentions,
+            cross_attentions=base.cross_attentions,
+        )
+        return output if self._return_dict(return_dict) else output.to_tuple()
 
 
 def reconstruction_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
