@@ -11,16 +11,23 @@
 Everything lands in ``--out`` (``comparison_results.json``, ``comparison.md``, one benchmark folder
 per split and row group). ``--results`` copies the two summary files next to the model card,
 ``--ship`` saves the cMIM model with its card rendered from them. The shipped checkpoint and
-``model_cards/cmim-moses-small/`` were made by (2-core CPU, about 2 h of pre-training, the three runs side by side):
+``model_cards/cmim-moses-small-v2/`` were made by (2-core CPU, about 80 min of pre-training, the
+three runs side by side; the recipe of issue 12: K=4 latents of 32, z = mu for the first 1,000
+steps, 1,024 positions, SMILES as in MOSES), compared with the first checkpoint's records:
 
     python benchmarks/paper_comparison.py --train-file ../shared/data/pretrain/moses_train.csv.gz \
-        --eval-file ../shared/data/pretrain/moses_test.csv.gz --out runs/comparison --max-steps 4500 \
-        --scaffold-seeds 1 --parallel --ship cmim_hf/pretrained --results model_cards/cmim-moses-small -- \
-        --hidden-size 128 --encoder-layers 3 --decoder-layers 3 --ffn-dim 512 --num-attention-heads 4 \
-        --learning-rate 2e-3 --lr-scheduler cosine --warmup-steps 300 --max-train-samples 640000 \
-        --num-proc 1 --logging-steps 100 --save-total-limit 2
+        --eval-file ../shared/data/pretrain/moses_test.csv.gz --out runs/comparison_v2 --max-steps 4500 \
+        --scaffold-seeds 1 --parallel --ship cmim_hf/pretrained --results model_cards/cmim-moses-small-v2 \
+        --baseline model_cards/cmim-moses-small/comparison_results.json \
+        --baseline-generation model_cards/cmim-moses-small/generation_first_checkpoint.json \
+        --baseline-label "first checkpoint" -- --hidden-size 128 --encoder-layers 3 --decoder-layers 3 \
+        --ffn-dim 512 --num-attention-heads 4 --num-latents 4 --latent-size 32 --deterministic-steps 1000 \
+        --smiles-normalization canonical_nostereo --max-length 1024 --learning-rate 2e-3 \
+        --lr-scheduler cosine --warmup-steps 300 --max-train-samples 640000 --num-proc 1 \
+        --logging-steps 100 --save-total-limit 2
 
-Re-running it resumes: finished models and finished benchmark groups are reused.
+Re-running it resumes: finished models, their generation figures and finished benchmark groups
+are reused.
 """
 
 from __future__ import annotations
@@ -141,9 +148,19 @@ def pretraining_record(run_dir: Path) -> dict[str, Any]:
 
 
 def checkpoint_generative_metrics(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Reconstruction and sampling figures of one checkpoint (:func:`generative_metrics`)."""
+    """Reconstruction and sampling figures of one checkpoint (:func:`generative_metrics`), cached
+    next to it (``generation_metrics.json``) and reused when measured with the same settings."""
+    settings = {"eval_file": str(args.eval_file), "n_reconstruct": args.n_reconstruct,
+                "n_samples": args.n_samples, "radius": args.radius, "seed": args.seed}  # fmt: skip
+    cache = model_dir.parent / "generation_metrics.json"
+    if cache.is_file():
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if cached["settings"] == settings:
+            return cached["metrics"]
     held_out = list(load_smiles_corpus(args.eval_file, limit=args.n_reconstruct)["smiles"])
-    return generative_metrics(model_dir, held_out, args.n_samples, args.radius, args.seed)
+    metrics = generative_metrics(model_dir, held_out, args.n_samples, args.radius, args.seed)
+    write_json({"settings": settings, "metrics": metrics}, cache)
+    return metrics
 
 
 def downstream(finals: dict[str, Path], split: str, seeds: int, args: argparse.Namespace) -> dict[str, Any]:

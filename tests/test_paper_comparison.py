@@ -56,12 +56,15 @@ def test_comparison_runs_end_to_end_ships_and_resumes(tmp_path) -> None:
     trained = CMIMForConditionalGeneration.from_pretrained(tmp_path / "cmp" / "cmim" / "final")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values()))
 
-    # A rerun reuses the finished models and the cached benchmark runs: same numbers, nothing retrained.
+    # A rerun reuses the finished models, their generation figures and the cached benchmark runs:
+    # same numbers, nothing retrained or re-measured.
     final = tmp_path / "cmp" / "cmim" / "final" / "model.safetensors"
-    mtime = final.stat().st_mtime_ns
+    cached_generation = tmp_path / "cmp" / "cmim" / "generation_metrics.json"
+    mtimes = final.stat().st_mtime_ns, cached_generation.stat().st_mtime_ns
     again = load_script().main(argv)
-    assert final.stat().st_mtime_ns == mtime
+    assert (final.stat().st_mtime_ns, cached_generation.stat().st_mtime_ns) == mtimes
     assert again["downstream"]["random"]["summary"] == record["downstream"]["random"]["summary"]
+    assert again["generation"] == record["generation"]
 
     # The shipped folder carries the aggregate posterior (the sampler's default prior).
     assert (tmp_path / "shipped" / "aggregate_posterior.safetensors").is_file()
