@@ -222,9 +222,18 @@ class StreamingSmilesCorpus(torch.utils.data.IterableDataset):
     def state_after(self, consumed: int) -> dict[str, Any]:
         """The stream position after ``consumed`` molecules have been trained on: where their buffer
         starts, and how many of its molecules were used. JSON-serialisable."""
-        buffer = next((b for b in reversed(self._buffer_starts) if b["emitted_before"] <= consumed), None)
-        if buffer is None:
+        index = next(
+            (
+                i
+                for i in range(len(self._buffer_starts) - 1, -1, -1)
+                if self._buffer_starts[i]["emitted_before"] <= consumed
+            ),
+            None,
+        )
+        if index is None:
             raise ValueError(f"no buffer read yet holds molecule {consumed}")
+        buffer = self._buffer_starts[index]
+        del self._buffer_starts[:index]  # positions are only asked for in increasing order: keep memory flat
         return {"consumed": consumed, "buffer": buffer, "skip": consumed - buffer["emitted_before"]}
 
     def resume_from(self, state: dict[str, Any]) -> None:
