@@ -51,6 +51,7 @@ __all__ = [
     "InterpolationResult",
     "OptimizedMolecule",
     "OptimizationResult",
+    "encode_posterior",
     "encode_smiles",
     "decode_latents",
     "reconstruct",
@@ -66,6 +67,7 @@ __all__ = [
     "tanimoto_similarity",
     "fraction_valid",
     "fraction_unique",
+    "canonical_reference",
     "fraction_novel",
 ]
 
@@ -425,16 +427,27 @@ def fraction_unique(smiles: Sequence[str]) -> float:
     return len(set(canonical)) / len(canonical) if canonical else 0.0
 
 
-def fraction_novel(smiles: Sequence[str], reference: Sequence[str]) -> float:
-    """Fraction of the distinct valid molecules whose canonical SMILES is not in ``reference``
-    (e.g. the training set); 0.0 if none is valid (MOSES's definition).
+def canonical_reference(reference: Sequence[str]) -> frozenset[str]:
+    """The canonical SMILES of ``reference`` (e.g. the training set), computed once for several
+    :func:`fraction_novel` calls.
 
     Raises:
         InvalidSmilesError: for an invalid reference SMILES (with its row).
     """
     for index, s in enumerate(reference):
         chem.parse_smiles(s, index=index)
-    known = {chem.canonicalize(s) for s in reference}
+    return frozenset(chem.canonicalize(s) for s in reference)
+
+
+def fraction_novel(smiles: Sequence[str], reference: Sequence[str] | frozenset[str]) -> float:
+    """Fraction of the distinct valid molecules whose canonical SMILES is not in ``reference``
+    (e.g. the training set; a frozenset from :func:`canonical_reference` is used as it is);
+    0.0 if none is valid (MOSES's definition).
+
+    Raises:
+        InvalidSmilesError: for an invalid reference SMILES (with its row).
+    """
+    known = reference if isinstance(reference, frozenset) else canonical_reference(reference)
     distinct = set(_canonical_valid(smiles))
     return len(distinct - known) / len(distinct) if distinct else 0.0
 
@@ -467,14 +480,15 @@ def _as_list(smiles: str | Sequence[str]) -> list[str]:
     return [smiles] if isinstance(smiles, str) else list(smiles)
 
 
-def encode_smiles(
+def encode_posterior(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     smiles: str | Sequence[str],
     batch_size: int = DEFAULT_BATCH_SIZE,
-) -> torch.Tensor:
-    """Posterior means mu of molecules: N SMILES -> (N, K, L) float32 CPU tensor. Each SMILES is first
-    written as the checkpoint's training SMILES were (``config.smiles_normalization``).
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior q(z|x) of molecules: N SMILES -> (mu, log-variance), each (N, K, L) float32 on the
+    CPU. Each SMILES is first written as the checkpoint's training SMILES were
+    (``config.smiles_normalization``).
 
     Raises:
         InvalidSmilesError: for the first SMILES RDKit rejects (naming it and its position).
@@ -491,14 +505,28 @@ def encode_smiles(
             raise ValueError(
                 f"SMILES at row {index} ({smiles[index]!r}) has {len(ids)} tokens; the model reads at most {limit}"
             )
-    codes = []
+    means, logvars = [], []
     with _inference(model):
         for part in _batches(len(smiles), batch_size):
             batch = tokenizer(smiles[part], padding=True, return_tensors="pt").to(model.device)
-            codes.append(model.encode(batch["input_ids"], batch["attention_mask"]).z_mean.float().cpu())
-    if not codes:
-        return torch.zeros(0, model.config.num_latents, model.config.latent_size)
-    return torch.cat(codes)
+            posterior = model.encode(batch["input_ids"], batch["attention_mask"])
+            means.append(posterior.z_mean.float().cpu())
+            logvars.append(posterior.z_logvar.float().cpu())
+    if not means:
+        empty = torch.zeros(0, model.config.num_latents, model.config.latent_size)
+        return empty, empty.clone()
+    return torch.cat(means), torch.cat(logvars)
+
+
+def encode_smiles(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    smiles: str | Sequence[str],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> torch.Tensor:
+    """Posterior means mu of molecules: N SMILES -> (N, K, L) float32 CPU tensor (see
+    :func:`encode_posterior`, which also gives the log-variances and raises the same errors)."""
+    return encode_posterior(model, tokenizer, smiles, batch_size)[0]
 
 
 def decode_latents(

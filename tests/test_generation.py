@@ -19,6 +19,7 @@ from cmim_hf.evaluation.metrics.tanimoto_similarity.tanimoto_similarity import T
 from cmim_hf.evaluation.metrics.uniqueness.uniqueness import Uniqueness
 from cmim_hf.evaluation.metrics.validity.validity import Validity
 from cmim_hf.generation import (
+    canonical_reference,
     descriptor_score,
     encode_smiles,
     fraction_novel,
@@ -234,11 +235,15 @@ def test_set_metrics_by_hand() -> None:
     assert fraction_valid(GENERATED) == pytest.approx(5 / 7)
     assert fraction_unique(GENERATED) == pytest.approx(3 / 5)
     assert fraction_novel(GENERATED, REFERENCE) == pytest.approx(1 / 3)  # only CCN is new
+    known = canonical_reference(["OCC", "c1ccccc1", "CCCC"])  # written differently, canonicalised once
+    assert known == {"CCO", "c1ccccc1", "CCCC"}
+    assert fraction_novel(GENERATED, known) == pytest.approx(1 / 3)
     assert (
         fraction_valid([]) == 0.0 and fraction_unique(["C1CC"]) == 0.0 and fraction_novel([""], ["C"]) == 0.0
     )
-    with pytest.raises(InvalidSmilesError, match="row 1"):
-        fraction_novel(GENERATED, ["CCO", "C1CC"])
+    for reference_check in (lambda r: fraction_novel(GENERATED, r), canonical_reference):
+        with pytest.raises(InvalidSmilesError, match="row 1"):
+            reference_check(["CCO", "C1CC"])
 
 
 def test_tanimoto_by_hand() -> None:
