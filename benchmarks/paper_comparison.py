@@ -62,7 +62,7 @@ from cmim_hf.model_card import save_for_hub, write_model_card
 from cmim_hf.pretrain import main as pretrain_main
 
 OBJECTIVES = ("cmim", "mim", "infonce")
-CARD_MODEL_NAME = "cmim-moses-small"
+CARD_MODEL_NAME = "cmim-moses-small-v2"
 TASKS = ("esol", "freesolv", "lipo", "bace", "bbbp")
 CURVE_EVERY = 500  # steps between rows of the loss-curve table
 LOSS_TERMS = ("loss/reconstruction", "loss/latent", "loss/contrastive")
@@ -325,13 +325,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="only render the --ship folder's card again from this comparison_results.json",
     )
     parser.add_argument(
+        "--sampler-sweep",
+        type=Path,
+        metavar="JSON",
+        help="a benchmarks/sampler_sweep.py record of the cMIM model: the card states its sampling limits",
+    )
+    parser.add_argument(
         "model_args", nargs="*", help="extra `cmim pretrain` options after `--`, e.g. -- --hidden-size 128"
     )
     args = parser.parse_args(argv)
     if args.rerender_card:
         if not args.ship:
             parser.error("--rerender-card needs --ship FOLDER")
-        rerender_card(args.rerender_card, args.ship)
+        rerender_card(args.rerender_card, args.ship, args.sampler_sweep)
         return json.loads(args.rerender_card.read_text(encoding="utf-8"))
     if args.train_file is None or args.eval_file is None:
         parser.error("--train-file and --eval-file are required")
@@ -368,12 +374,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name in ("comparison_results.json", "comparison.md"):
             shutil.copyfile(args.out / name, args.results / name)
     if args.ship:
-        ship(finals["cmim"], record, args.ship)
+        ship(finals["cmim"], record, args.ship, args.sampler_sweep)
     return record
 
 
-def card_results(record: dict[str, Any]) -> dict[str, Any]:
-    """The results dict of the shipped cMIM model's card (``cmim_hf.model_card``), from ``record``."""
+def sweep_limitation(sweep: dict[str, Any]) -> str:
+    """One card limitation from a ``benchmarks/sampler_sweep.py`` record: the posterior's width and
+    the validity of each sampler at each spread."""
+    width = sweep["posterior"]
+    floor = (
+        f", {width['share_at_floor']:.0%} of log-variances at the floor" if "share_at_floor" in width else ""
+    )
+    by_sampler: dict[str, list[str]] = {}
+    for row in sweep["rows"]:
+        by_sampler.setdefault(row["sampler"], []).append(f"{row['validity']:.2f} at {row['spread']:g}")
+    validity = "; ".join(f"{sampler}: {', '.join(cells)}" for sampler, cells in by_sampler.items())
+    return (
+        f"Samples away from a training code are often invalid. q(z|x) is narrow (mean sigma "
+        f"{width['mean_sigma']:.3f}{floor}), so the decoder learned to read codes near training codes "
+        f"only. Valid fraction of {sweep['rows'][0]['samples']} samples by sampler and scale or radius "
+        f"({validity}), from `{sweep['command']}`."
+    )
+
+
+def card_results(record: dict[str, Any], sampler_sweep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The results dict of the shipped cMIM model's card (``cmim_hf.model_card``), from ``record``
+    and, when given, a ``benchmarks/sampler_sweep.py`` record of the same model (a limitation)."""
     training = record["pretraining"]["cmim"]
     generation = record["generation"]["cmim"]
     results = {
@@ -420,26 +446,33 @@ def card_results(record: dict[str, Any]) -> dict[str, Any]:
         },
         "reproduce": record["command"],
     }
+    if sampler_sweep is not None:
+        results["limitations"] = [sweep_limitation(sampler_sweep)]
     return results
 
 
-def ship(model_dir: Path, record: dict[str, Any], folder: Path) -> Path:
+def _sweep_record(path: Path | None) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path is not None else None
+
+
+def ship(model_dir: Path, record: dict[str, Any], folder: Path, sampler_sweep: Path | None = None) -> Path:
     """Save the cMIM model, tokenizer, remote code and a model card rendered from ``record``."""
     model, tokenizer = load_model_for_generation(str(model_dir))
     prior = AggregatePosterior.load(model_dir)
+    results = card_results(record, _sweep_record(sampler_sweep))
     return save_for_hub(
-        model, tokenizer, folder, card_results(record), aggregate_posterior=prior, model_name=CARD_MODEL_NAME
+        model, tokenizer, folder, results, aggregate_posterior=prior, model_name=CARD_MODEL_NAME
     )
 
 
-def rerender_card(record_path: Path, folder: Path) -> Path:
+def rerender_card(record_path: Path, folder: Path, sampler_sweep: Path | None = None) -> Path:
     """Render the card of an already shipped ``folder`` again from a saved ``comparison_results.json``
     (after a template change), without training or measuring anything."""
     record = json.loads(record_path.read_text(encoding="utf-8"))
     model, _ = load_model_for_generation(str(folder))
     return write_model_card(
         folder,
-        card_results(record),
+        card_results(record, _sweep_record(sampler_sweep)),
         model_name=CARD_MODEL_NAME,
         config=model.config.to_dict(),
         parameters=model.num_parameters(),

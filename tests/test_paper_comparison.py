@@ -92,3 +92,21 @@ def test_comparison_runs_end_to_end_ships_and_resumes(tmp_path) -> None:
     load_script().main(["--rerender-card", str(tmp_path / "results" / "comparison_results.json"),
                         "--ship", str(tmp_path / "shipped")])  # fmt: skip
     assert "| v0.1 cmim informative |" in (tmp_path / "shipped" / "README.md").read_text()
+
+    # A sampler sweep of the model becomes a limitation on the card, with its numbers and command.
+    sweep = {
+        "command": "python benchmarks/sampler_sweep.py --n 10",
+        "posterior": {"mean_sigma": 0.05, "share_at_floor": 1.0},
+        "rows": [
+            {"sampler": "aggregate", "spread": 1.0, "samples": 10, "validity": 0.1},
+            {"sampler": "aggregate", "spread": 0.5, "samples": 10, "validity": 0.2},
+            {"sampler": "neighbourhood", "spread": 0.05, "samples": 10, "validity": 0.7},
+        ],
+    }
+    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    load_script().main(["--rerender-card", str(tmp_path / "results" / "comparison_results.json"),
+                        "--ship", str(tmp_path / "shipped"), "--sampler-sweep", str(tmp_path / "sweep.json")])  # fmt: skip
+    limitations = (tmp_path / "shipped" / "README.md").read_text().split("## Limitations")[1]
+    assert "mean sigma 0.050, 100% of log-variances at the floor" in limitations
+    assert "aggregate: 0.10 at 1, 0.20 at 0.5; neighbourhood: 0.70 at 0.05" in limitations
+    assert "`python benchmarks/sampler_sweep.py --n 10`" in limitations
