@@ -8,6 +8,10 @@ Rows (``--n`` codes each, greedy decoding, one seed):
 - ``neighbourhood``: mu(x) + radius * N(0, I) around held-out molecules, at each ``--radii``,
   with the mean Tanimoto similarity of the valid samples to their seed.
 
+Decodes stop at ``--max-new-tokens`` (128): a code far from the training codes can decode without
+``<eos>`` up to the whole position table (1,023 tokens for the v2 model), which costs minutes per
+batch and is invalid either way.
+
 The header reports the posterior's width on the held-out molecules (mean sigma, and the share of
 log-variances at the floor ``config.logvar_min``): a decoder only ever trained on codes within
 sigma of mu has no reason to decode codes further away.
@@ -106,6 +110,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--scales", default="1,0.7,0.5,0.3")
     parser.add_argument("--radii", default="0.5,0.2,0.1,0.05")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=128,
+        help="longest decode: a code off the manifold can decode without <eos> up to the position table",
+    )
     parser.add_argument("--novelty-reference", type=Path, help="training molecules, for novelty")
     parser.add_argument("--novelty-rows", type=int, help="use the first N rows of the reference")
     parser.add_argument("--json", type=Path, help="write the record here (and the table next to it, .md)")
@@ -123,13 +133,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = []
     for scale in (float(s) for s in args.scales.split(",")):
         if aggregate is not None:
-            result = sample_prior(model, tokenizer, args.n, scale=scale, seed=args.seed, prior=aggregate)
+            result = sample_prior(
+                model,
+                tokenizer,
+                args.n,
+                scale,
+                args.seed,
+                max_new_tokens=args.max_new_tokens,
+                prior=aggregate,
+            )
             rows.append(sampler_row("aggregate", scale, result, known))
-        result = sample_prior(model, tokenizer, args.n, scale=scale, seed=args.seed)
+        result = sample_prior(model, tokenizer, args.n, scale, args.seed, max_new_tokens=args.max_new_tokens)
         rows.append(sampler_row("standard normal", scale, result, known))
     seeds = held_out[: max(1, args.n // 10)]
     for radius in (float(r) for r in args.radii.split(",")):
-        result = sample_neighbourhood(model, tokenizer, seeds, n_per_seed=10, radius=radius, seed=args.seed)
+        result = sample_neighbourhood(
+            model, tokenizer, seeds, 10, radius, args.seed, max_new_tokens=args.max_new_tokens
+        )
         rows.append(sampler_row("neighbourhood", radius, result, known))
     record = {
         "command": "python benchmarks/sampler_sweep.py "
