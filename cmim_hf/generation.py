@@ -74,6 +74,10 @@ __all__ = [
 InterpolationMethod = Literal["linear", "slerp"]
 INTERPOLATION_METHODS: tuple[str, ...] = ("linear", "slerp")
 DEFAULT_BATCH_SIZE = 256
+# Longest default decode. A code far from every training code can decode without <eos> until the
+# position table ends (1,023 tokens for a 1,024-position model); every molecule in a batch then
+# waits for it. The longest MOSES training molecule has 54 tokens.
+DEFAULT_MAX_NEW_TOKENS = 256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,9 +544,10 @@ def decode_latents(
     """Decode latent codes (N, K, L) to N SMILES strings (greedy or beam search, no sampling).
 
     Args:
-        max_new_tokens: longest decode (default: the model's ``max_position_embeddings - 1``).
+        max_new_tokens: longest decode (default: ``DEFAULT_MAX_NEW_TOKENS`` = 256, or the model's
+            ``max_position_embeddings - 1`` when smaller).
     """
-    max_new_tokens = max_new_tokens or model.config.max_position_embeddings - 1
+    max_new_tokens = max_new_tokens or min(DEFAULT_MAX_NEW_TOKENS, model.config.max_position_embeddings - 1)
     smiles: list[str] = []
     with _inference(model):
         for part in _batches(len(z), batch_size):

@@ -71,7 +71,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-length",
         type=int,
         default=None,
-        help="most tokens decoded per molecule (default: the model's max_position_embeddings - 1)",
+        help="most tokens decoded per molecule (default: 256, or the model's max_position_embeddings - 1 if smaller)",
     )
     parser.add_argument(
         "--batch-size", type=int, default=256, help="molecules encoded / decoded per batch (default: 256)"

@@ -288,3 +288,22 @@ def test_metrics_load_offline_from_their_folder(name) -> None:
     if name == "tanimoto_similarity":
         kwargs["references"] = ["CCO", "CCO"]
     assert set(metric.compute(**kwargs)) >= {name}
+
+
+@pytest.mark.parametrize(("positions", "expected"), [(32, 31), (1024, 256)])
+def test_default_decode_length_is_capped(tokenizer, monkeypatch, positions: int, expected: int) -> None:
+    """A code that never decodes <eos> stops at 256 tokens, not at the end of a long position table."""
+    torch.manual_seed(0)
+    model = CMIMForConditionalGeneration(tiny_config(max_position_embeddings=positions)).eval()
+    seen = []
+    original = model.decode_latents
+
+    def spy(z, **kwargs):
+        seen.append(kwargs["max_new_tokens"])
+        return original(z, **{**kwargs, "max_new_tokens": 2})
+
+    monkeypatch.setattr(model, "decode_latents", spy)
+    sample_prior(model, tokenizer, 3, seed=0)
+    assert seen == [expected]
+    sample_prior(model, tokenizer, 3, seed=0, max_new_tokens=7)
+    assert seen[-1] == 7
