@@ -3,8 +3,8 @@
 1. embed the ESOL CSV (1,128 molecules) into informative embeddings, once;
 2. a short benchmark on those embeddings: ESOL solubility, one random split, SVR probe, cMIM vs
    ECFP4, with its parity plot;
-3. reconstruct six molecules from their latent means and sample six from the aggregate prior,
-   drawn as one RDKit grid.
+3. reconstruct six molecules from their latent means, sample six from the aggregate prior and
+   five around the first molecule (radius ``NEIGHBOURHOOD_RADIUS``), drawn as one RDKit grid.
 
     python examples/quickstart.py [--out runs/quickstart] [--overwrite]
 
@@ -26,9 +26,17 @@ from cmim_hf.data import load_task
 from cmim_hf.drawing import draw_panels, result_panels, save_image
 from cmim_hf.embedding import CMIMEmbedder
 from cmim_hf.evaluation.benchmark import run_benchmark
-from cmim_hf.generation import AggregatePosterior, load_model_for_generation, reconstruct, sample_prior
+from cmim_hf.generation import (
+    AggregatePosterior,
+    load_model_for_generation,
+    reconstruct,
+    sample_neighbourhood,
+    sample_prior,
+)
 
 LIMITS_SECTION = "README.md, section 'The shipped checkpoint and the paper's comparison'"
+# Half the v2 samples at this radius are valid (model_cards/cmim-moses-small-v2/sampler_sweep.md).
+NEIGHBOURHOOD_RADIUS = 0.1
 MOLECULES = [
     "CCOC(=O)c1ccc(N)cc1",
     "c1ccc2[nH]ccc2c1",
@@ -95,9 +103,13 @@ def main() -> int:
     for source, decoded, exact in zip(recon.inputs, recon.smiles, recon.exact, strict=True):
         print(f"   {source:<44} -> {decoded:<44} {'exact' if exact else ''}")
     print(f"   six samples from the aggregate posterior: {sum(samples.valid)} valid")
-    grid = draw_panels(result_panels(recon) + result_panels(samples), columns=6)
-    image = save_image(grid, args.out / "molecules.png")
-    print(f"   picture (inputs, reconstructions, samples): {image}")
+    neighbours = sample_neighbourhood(model, tokenizer, MOLECULES[:1], 5, NEIGHBOURHOOD_RADIUS, seed=0)
+    print(
+        f"   five samples around {MOLECULES[0]} (radius {NEIGHBOURHOOD_RADIUS}): {sum(neighbours.valid)} valid"
+    )
+    panels = result_panels(recon) + result_panels(samples) + result_panels(neighbours)
+    image = save_image(draw_panels(panels, columns=6), args.out / "molecules.png")
+    print(f"   picture (inputs, reconstructions, prior samples, neighbours): {image}")
     print(f"What this checkpoint can and cannot do yet, measured: {LIMITS_SECTION}.")
     return 0
 
