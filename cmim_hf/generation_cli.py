@@ -32,7 +32,7 @@ from . import DEFAULT_CHECKPOINT, chem, generation
 from .drawing import IMAGE_SUFFIXES, draw_result, save_image
 from .embedding import file_smiles_column, iter_file_chunks
 from .errors import InputError, one_line
-from .generation import CheckpointError
+from .generation import DEFAULT_RADIUS, CheckpointError
 from .outputs import OutputError, atomic_output, check_output_path
 
 OUTPUT_SUFFIXES: tuple[str, ...] = (".csv", ".json")
@@ -235,7 +235,7 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     _describe(
         parser,
         "examples:\n  cmim sample -n 1000 -o samples.csv --reference train.csv\n"
-        "  cmim sample --around seeds.csv -n 10 --radius 0.5 -o near.json",
+        "  cmim sample --around seeds.csv -n 10 --radius 0.1 -o near.json",
     )
     parser.add_argument(
         "-n",
@@ -273,8 +273,9 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--radius",
         type=float,
-        default=0.5,
-        help="with --around: std of the Gaussian perturbation added to each seed's code (default: 0.5)",
+        default=DEFAULT_RADIUS,
+        help="with --around: std of the Gaussian perturbation added to each seed's code "
+        f"(default: {DEFAULT_RADIUS}; see benchmarks/sampler_sweep.py for a checkpoint's trade-off)",
     )
     parser.add_argument(
         "--reference",
