@@ -21,7 +21,8 @@ steps, 1,024 positions, SMILES as in MOSES), compared with the first checkpoint'
         --baseline model_cards/cmim-moses-small/comparison_results.json \
         --baseline-generation model_cards/cmim-moses-small/generation_first_checkpoint.json \
         --baseline-label "first checkpoint" --generation-objectives cmim \
-        --sampler-sweep model_cards/cmim-moses-small-v2/sampler_sweep.json -- --hidden-size 128 --encoder-layers 3 --decoder-layers 3 \
+        --sampler-sweep model_cards/cmim-moses-small-v2/sampler_sweep.json \
+        --card-extra model_cards/cmim-moses-small-v2/batch_size.md -- --hidden-size 128 --encoder-layers 3 --decoder-layers 3 \
         --ffn-dim 512 --num-attention-heads 4 --num-latents 4 --latent-size 32 --deterministic-steps 1000 \
         --smiles-normalization canonical_nostereo --max-length 1024 --learning-rate 2e-3 \
         --lr-scheduler cosine --warmup-steps 300 --max-train-samples 640000 --num-proc 1 \
@@ -339,13 +340,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="a benchmarks/sampler_sweep.py record of the cMIM model: the card states its sampling limits",
     )
     parser.add_argument(
+        "--card-extra",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="MARKDOWN",
+        help="a benchmark report (e.g. batch_size.md) to add to the card's Evaluation section; repeatable",
+    )
+    parser.add_argument(
         "model_args", nargs="*", help="extra `cmim pretrain` options after `--`, e.g. -- --hidden-size 128"
     )
     args = parser.parse_args(argv)
     if args.rerender_card:
         if not args.ship:
             parser.error("--rerender-card needs --ship FOLDER")
-        rerender_card(args.rerender_card, args.ship, args.sampler_sweep)
+        rerender_card(args.rerender_card, args.ship, args)
         return json.loads(args.rerender_card.read_text(encoding="utf-8"))
     if args.train_file is None or args.eval_file is None:
         parser.error("--train-file and --eval-file are required")
@@ -383,7 +392,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name in ("comparison_results.json", "comparison.md"):
             shutil.copyfile(args.out / name, args.results / name)
     if args.ship:
-        ship(finals["cmim"], record, args.ship, args.sampler_sweep)
+        ship(finals["cmim"], record, args.ship, args)
     return record
 
 
@@ -406,9 +415,12 @@ def sweep_limitation(sweep: dict[str, Any]) -> str:
     )
 
 
-def card_results(record: dict[str, Any], sampler_sweep: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The results dict of the shipped cMIM model's card (``cmim_hf.model_card``), from ``record``
-    and, when given, a ``benchmarks/sampler_sweep.py`` record of the same model (a limitation)."""
+def card_results(
+    record: dict[str, Any], sampler_sweep: dict[str, Any] | None = None, extra_sections: list[str] = ()
+) -> dict[str, Any]:
+    """The results dict of the shipped cMIM model's card (``cmim_hf.model_card``), from ``record``;
+    when given, a ``benchmarks/sampler_sweep.py`` record of the same model (a limitation) and reports
+    of other benchmark scripts (markdown, each with a ``# `` title) as extra Evaluation sections."""
     training = record["pretraining"]["cmim"]
     generation = record["generation"]["cmim"]
     results = {
@@ -457,31 +469,35 @@ def card_results(record: dict[str, Any], sampler_sweep: dict[str, Any] | None = 
     }
     if sampler_sweep is not None:
         results["limitations"] = [sweep_limitation(sampler_sweep)]
+    if extra_sections:
+        results["extra_sections"] = list(extra_sections)
     return results
 
 
-def _sweep_record(path: Path | None) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path is not None else None
+def _card_inputs(args: argparse.Namespace) -> tuple[dict[str, Any] | None, list[str]]:
+    """The ``--sampler-sweep`` record and the ``--card-extra`` reports, read from their files."""
+    sweep = json.loads(args.sampler_sweep.read_text(encoding="utf-8")) if args.sampler_sweep else None
+    return sweep, [path.read_text(encoding="utf-8") for path in args.card_extra]
 
 
-def ship(model_dir: Path, record: dict[str, Any], folder: Path, sampler_sweep: Path | None = None) -> Path:
+def ship(model_dir: Path, record: dict[str, Any], folder: Path, args: argparse.Namespace) -> Path:
     """Save the cMIM model, tokenizer, remote code and a model card rendered from ``record``."""
     model, tokenizer = load_model_for_generation(str(model_dir))
     prior = AggregatePosterior.load(model_dir)
-    results = card_results(record, _sweep_record(sampler_sweep))
+    results = card_results(record, *_card_inputs(args))
     return save_for_hub(
         model, tokenizer, folder, results, aggregate_posterior=prior, model_name=CARD_MODEL_NAME
     )
 
 
-def rerender_card(record_path: Path, folder: Path, sampler_sweep: Path | None = None) -> Path:
+def rerender_card(record_path: Path, folder: Path, args: argparse.Namespace) -> Path:
     """Render the card of an already shipped ``folder`` again from a saved ``comparison_results.json``
     (after a template change), without training or measuring anything."""
     record = json.loads(record_path.read_text(encoding="utf-8"))
     model, _ = load_model_for_generation(str(folder))
     return write_model_card(
         folder,
-        card_results(record, _sweep_record(sampler_sweep)),
+        card_results(record, *_card_inputs(args)),
         model_name=CARD_MODEL_NAME,
         config=model.config.to_dict(),
         parameters=model.num_parameters(),

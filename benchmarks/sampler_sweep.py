@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--max-new-tokens",
         type=int,
         default=128,
-        help="longest decode: a code off the manifold can decode without <eos> up to the position table",
+        help="longest decode (at most the position table): a code off the manifold can decode without <eos>",
     )
     parser.add_argument("--novelty-reference", type=Path, help="training molecules, for novelty")
     parser.add_argument("--novelty-rows", type=int, help="use the first N rows of the reference")
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     model, tokenizer = load_model_for_generation(args.model)
+    max_new_tokens = min(args.max_new_tokens, model.config.max_position_embeddings - 1)
     held_out = list(load_smiles_corpus(args.eval_file, limit=args.n)["smiles"])
     known = None
     if args.novelty_reference is not None:
@@ -139,16 +140,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 args.n,
                 scale,
                 args.seed,
-                max_new_tokens=args.max_new_tokens,
+                max_new_tokens=max_new_tokens,
                 prior=aggregate,
             )
             rows.append(sampler_row("aggregate", scale, result, known))
-        result = sample_prior(model, tokenizer, args.n, scale, args.seed, max_new_tokens=args.max_new_tokens)
+        result = sample_prior(model, tokenizer, args.n, scale, args.seed, max_new_tokens=max_new_tokens)
         rows.append(sampler_row("standard normal", scale, result, known))
     seeds = held_out[: max(1, args.n // 10)]
     for radius in (float(r) for r in args.radii.split(",")):
         result = sample_neighbourhood(
-            model, tokenizer, seeds, 10, radius, args.seed, max_new_tokens=args.max_new_tokens
+            model, tokenizer, seeds, 10, radius, args.seed, max_new_tokens=max_new_tokens
         )
         rows.append(sampler_row("neighbourhood", radius, result, known))
     record = {

@@ -16,6 +16,7 @@ says "not measured yet". The ``model-index`` metadata lists the same numbers. Th
                        "probes": ["svm", ...], "claims": [...]},  # replaces the harness tables
         "reproduce": "python benchmarks/paper_comparison.py ...",  # the command behind the numbers
         "limitations": ["what limits this checkpoint", ...],  # listed before the generic ones
+        "extra_sections": ["# Title\n\nmarkdown made by a benchmark script", ...],  # after downstream
     }
 
 :func:`save_for_hub` writes the complete folder (safetensors weights, config, tokenizer, the
@@ -321,10 +322,20 @@ def render_model_card(
         if results.get("reproduce")
         else "",
         limitations="".join(f"- {item}\n" for item in results.get("limitations", ())),
+        extra_sections="".join(_extra_section(text) for text in results.get("extra_sections", ())),
         license_name=LICENSE_NAMES.get(license, license),
         license_id=license,
         dataset_license=training.get("dataset_license", "see the training data above"),
     )
+
+
+def _extra_section(markdown: str) -> str:
+    """A report written by a benchmark script (its first line a ``# `` title), as a subsection of
+    the card's Evaluation section."""
+    title, _, body = markdown.strip().partition("\n")
+    if not title.startswith("# "):
+        raise ValueError(f"an extra card section starts with a '# ' title, got {title!r}")
+    return f"\n### {title[2:]}\n{body}\n"
 
 
 def write_model_card(

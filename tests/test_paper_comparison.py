@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from cmim_hf import CMIMForConditionalGeneration
@@ -104,9 +105,21 @@ def test_comparison_runs_end_to_end_ships_and_resumes(tmp_path) -> None:
         ],
     }
     (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    # ... and a benchmark report joins the Evaluation section, its title one level down.
+    (tmp_path / "report.md").write_text(
+        "# Batch-size robustness\n\n| run | esol |\n|---|---|\n| b32 | 0.75 |\n"
+    )
     load_script().main(["--rerender-card", str(tmp_path / "results" / "comparison_results.json"),
-                        "--ship", str(tmp_path / "shipped"), "--sampler-sweep", str(tmp_path / "sweep.json")])  # fmt: skip
-    limitations = (tmp_path / "shipped" / "README.md").read_text().split("## Limitations")[1]
+                        "--ship", str(tmp_path / "shipped"), "--sampler-sweep", str(tmp_path / "sweep.json"),
+                        "--card-extra", str(tmp_path / "report.md")])  # fmt: skip
+    card = (tmp_path / "shipped" / "README.md").read_text()
+    evaluation = card.split("## Evaluation")[1].split("## Intended use")[0]
+    assert "\n### Batch-size robustness\n\n| run | esol |\n|---|---|\n| b32 | 0.75 |\n" in evaluation
+    (tmp_path / "report.md").write_text("no title\n")
+    with pytest.raises(ValueError, match="title"):
+        load_script().main(["--rerender-card", str(tmp_path / "results" / "comparison_results.json"),
+                            "--ship", str(tmp_path / "shipped"), "--card-extra", str(tmp_path / "report.md")])  # fmt: skip
+    limitations = card.split("## Limitations")[1]
     assert "mean sigma 0.050, 100% of log-variances at the floor" in limitations
     assert "aggregate: 0.10 at 1, 0.20 at 0.5; neighbourhood: 0.70 at 0.05" in limitations
     assert "`python benchmarks/sampler_sweep.py --n 10`" in limitations
