@@ -17,21 +17,23 @@ steps, 1,024 positions, SMILES as in MOSES), compared with the first checkpoint'
 
     python benchmarks/paper_comparison.py --train-file ../shared/data/pretrain/moses_train.csv.gz \
         --eval-file ../shared/data/pretrain/moses_test.csv.gz --out runs/comparison_v2 --max-steps 4500 \
-        --scaffold-seeds 1 --parallel --ship cmim_hf/pretrained --results model_cards/cmim-moses-small-v2 \
+        --scaffold-seeds 1 --parallel --probes svm --ship cmim_hf/pretrained \
+        --results model_cards/cmim-moses-small-v2 \
         --baseline model_cards/cmim-moses-small/comparison_results.json \
         --baseline-generation model_cards/cmim-moses-small/generation_first_checkpoint.json \
         --baseline-label "first checkpoint" --generation-objectives cmim \
         --sampler-sweep model_cards/cmim-moses-small-v2/sampler_sweep.json \
-        --card-extra model_cards/cmim-moses-small-v2/batch_size.md -- --hidden-size 128 --encoder-layers 3 --decoder-layers 3 \
+        --card-extra model_cards/cmim-moses-small-v2/batch_size.md \
+        -- --hidden-size 128 --encoder-layers 3 --decoder-layers 3 \
         --ffn-dim 512 --num-attention-heads 4 --num-latents 4 --latent-size 32 --deterministic-steps 1000 \
         --smiles-normalization canonical_nostereo --max-length 1024 --learning-rate 2e-3 \
         --lr-scheduler cosine --warmup-steps 300 --max-train-samples 640000 --num-proc 1 \
         --logging-steps 100 --save-total-limit 2
 
 The card's sampling limits come from ``benchmarks/sampler_sweep.py`` (its docstring has the command).
-MIM's and InfoNCE's generation figures were left out of the v2 run for time: their off-manifold
-samples decode up to the whole 1,023-token position table. Re-running the command resumes:
-finished models, their generation figures and finished benchmark groups are reused.
+Two things were left out of the v2 run for time (one 180-minute session on 2 cores): MIM's and
+InfoNCE's generation figures, and the MLP probe. Re-running the command resumes: finished models,
+their generation figures and finished benchmark groups are reused.
 """
 
 from __future__ import annotations
