@@ -210,7 +210,7 @@ def add_baseline(record: dict[str, Any], args: argparse.Namespace) -> None:
     names = {f"cmim {kind}": f"{label} cmim {kind}" for kind in ("mu", "informative")}
     for split, results in record["downstream"].items():
         if split in baseline["downstream"]:
-            previous = select_featurizers(baseline["downstream"][split], names)
+            previous = select_featurizers(baseline["downstream"][split], names, results["config"]["probes"])
             record["downstream"][split] = merge_benchmark_results([results, previous])
     if args.baseline_generation:
         record["generation"][f"{label} cmim"] = json.loads(

@@ -34,7 +34,7 @@ def _results(values: dict[str, dict[str, float]], split: str = "random") -> dict
                    "seeds": [0, 1], "probes": ["svm"], "fractions": [0.8, 0.1, 0.1], "max_molecules": None},
         "tasks": {task: {"task_type": kind} for task, kind in TASKS.items()},
         "featurizers": {f: {} for f in values},
-        "folds": [{"featurizer": f} for f in values],
+        "folds": [{"featurizer": f, "probe": "svm"} for f in values],
         "summary": summary,
         "files": {},
     }  # fmt: skip
@@ -119,3 +119,23 @@ def test_select_featurizers_keeps_and_renames_rows_for_a_before_after_table():
     assert "| first cmim mu | 1.400 ± 0.100 |" in table and "| cmim mu | **1.000 ± 0.100** |" in table
     with pytest.raises(KeyError, match="not in these results"):
         select_featurizers(before, {"mim mu": "x"})
+
+
+def test_select_featurizers_drops_probes_the_new_run_did_not_use():
+    before = _results({"cmim mu": {"esol": 1.4}})
+    before["config"]["probes"] = ["svm", "mlp"]
+    before["summary"] += [{**r, "probe": "mlp", "mean": 2.0} for r in before["summary"]]
+    before["folds"] += [{**f, "probe": "mlp"} for f in before["folds"]]
+    after = _results({"cmim mu": {"esol": 1.0}})
+    with pytest.raises(ValueError, match="different probes"):
+        merge_benchmark_results([after, select_featurizers(before, {"cmim mu": "first cmim mu"})])
+    kept = select_featurizers(before, {"cmim mu": "first cmim mu"}, probes=["svm"])
+    assert kept["config"]["probes"] == ["svm"]
+    assert {r["probe"] for r in kept["summary"]} == {"svm"} and len(kept["summary"]) == 2
+    assert [f["probe"] for f in kept["folds"]] == ["svm"]
+    merged = merge_benchmark_results([after, kept])
+    assert "| first cmim mu | **1.400 ± 0.100** |" in headline_table(
+        {"random": merged}, "svm", ["first cmim mu"]
+    )
+    with pytest.raises(KeyError, match="probe"):
+        select_featurizers(before, {"cmim mu": "x"}, probes=["knn"])

@@ -70,31 +70,37 @@ def merge_benchmark_results(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any
     return merged
 
 
-def select_featurizers(results: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+def select_featurizers(
+    results: Mapping[str, Any], names: Mapping[str, str], probes: Sequence[str] | None = None
+) -> dict[str, Any]:
     """A copy of a results dict with only the featurizers in ``names`` (old name -> new name), renamed,
-    e.g. to put a previous checkpoint's rows next to a new one's.
+    e.g. to put a previous checkpoint's rows next to a new one's; with ``probes``, only those probes'
+    folds and summaries (to merge with a run that used fewer probes).
 
     Raises:
-        KeyError: a name the results do not have.
+        KeyError: a name or probe the results do not have.
     """
     missing = sorted(set(names) - set(results["featurizers"]))
     if missing:
         raise KeyError(f"featurizer(s) {missing} not in these results")
+    kept_probes = list(results["config"]["probes"] if probes is None else probes)
+    missing = sorted(set(kept_probes) - set(results["config"]["probes"]))
+    if missing:
+        raise KeyError(f"probe(s) {missing} not in these results")
+
+    def kept(row: Mapping[str, Any]) -> bool:
+        return row["featurizer"] in names and row["probe"] in kept_probes
+
     return {
         **results,
         "config": {
             **results["config"],
+            "probes": kept_probes,
             "featurizers": {new: results["config"]["featurizers"][old] for old, new in names.items()},
         },
         "featurizers": {new: results["featurizers"][old] for old, new in names.items()},
-        "folds": [
-            {**f, "featurizer": names[f["featurizer"]]} for f in results["folds"] if f["featurizer"] in names
-        ],
-        "summary": [
-            {**r, "featurizer": names[r["featurizer"]]}
-            for r in results["summary"]
-            if r["featurizer"] in names
-        ],
+        "folds": [{**f, "featurizer": names[f["featurizer"]]} for f in results["folds"] if kept(f)],
+        "summary": [{**r, "featurizer": names[r["featurizer"]]} for r in results["summary"] if kept(r)],
     }
 
 
