@@ -20,7 +20,7 @@ from cmim_hf.model_card import check_hub_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = Path(cmim_hf.DEFAULT_CHECKPOINT)
-RESULTS = ROOT / "model_cards" / "cmim-moses-small" / "comparison_results.json"
+RESULTS = ROOT / "model_cards" / "cmim-moses-small-v2" / "comparison_results.json"
 MOSES_TEST = ROOT / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
 
 
