@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -365,7 +366,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     finals = pretrain_all(args)
     record: dict[str, Any] = {
-        "command": " ".join(["python", "benchmarks/paper_comparison.py", *sys.argv[1:]])
+        "command": shlex.join(["python", "benchmarks/paper_comparison.py", *sys.argv[1:]])
     }
     record["arguments"] = {k: str(v) for k, v in vars(args).items()}
     record["pretraining"] = {objective: pretraining_record(args.out / objective) for objective in OBJECTIVES}
