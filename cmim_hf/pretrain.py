@@ -459,7 +459,19 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         record["held_out"] = trainer.evaluate()
     if trainer.is_world_process_zero():
         (output_dir / "pretrain_results.json").write_text(json.dumps(record, indent=2, default=str))
+    leave_process_group()
     return record
+
+
+def leave_process_group() -> None:
+    """In a multi-process run, wait for every rank, then tear the process group down. A gloo group
+    left to interpreter exit can abort a rank that has finished its work ("terminate called
+    without an active exception", exit code -6), and the launcher then reports the run failed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:
