@@ -46,6 +46,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -419,7 +420,7 @@ def sweep_limitation(sweep: dict[str, Any]) -> str:
 
 
 def card_results(
-    record: dict[str, Any], sampler_sweep: dict[str, Any] | None = None, extra_sections: list[str] = ()
+    record: dict[str, Any], sampler_sweep: dict[str, Any] | None = None, extra_sections: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The results dict of the shipped cMIM model's card (``cmim_hf.model_card``), from ``record``;
     when given, a ``benchmarks/sampler_sweep.py`` record of the same model (a limitation) and reports

@@ -4,7 +4,7 @@
 2. a short benchmark on those embeddings: ESOL solubility, one random split, SVR probe, cMIM vs
    ECFP4, with its parity plot;
 3. reconstruct six molecules from their latent means, sample six from the aggregate prior and
-   five around the first molecule (radius ``NEIGHBOURHOOD_RADIUS``), drawn as one RDKit grid.
+   five around the first molecule (``generation.DEFAULT_RADIUS``), drawn as one RDKit grid.
 
     python examples/quickstart.py [--out runs/quickstart] [--overwrite]
 
@@ -27,6 +27,7 @@ from cmim_hf.drawing import draw_panels, result_panels, save_image
 from cmim_hf.embedding import CMIMEmbedder
 from cmim_hf.evaluation.benchmark import run_benchmark
 from cmim_hf.generation import (
+    DEFAULT_RADIUS,
     AggregatePosterior,
     load_model_for_generation,
     reconstruct,
@@ -35,8 +36,6 @@ from cmim_hf.generation import (
 )
 
 LIMITS_SECTION = "README.md, section 'The shipped checkpoint and the paper's comparison'"
-# Half the v2 samples at this radius are valid (model_cards/cmim-moses-small-v2/sampler_sweep.md).
-NEIGHBOURHOOD_RADIUS = 0.1
 MOLECULES = [
     "CCOC(=O)c1ccc(N)cc1",
     "c1ccc2[nH]ccc2c1",
@@ -103,10 +102,8 @@ def main() -> int:
     for source, decoded, exact in zip(recon.inputs, recon.smiles, recon.exact, strict=True):
         print(f"   {source:<44} -> {decoded:<44} {'exact' if exact else ''}")
     print(f"   six samples from the aggregate posterior: {sum(samples.valid)} valid")
-    neighbours = sample_neighbourhood(model, tokenizer, MOLECULES[:1], 5, NEIGHBOURHOOD_RADIUS, seed=0)
-    print(
-        f"   five samples around {MOLECULES[0]} (radius {NEIGHBOURHOOD_RADIUS}): {sum(neighbours.valid)} valid"
-    )
+    neighbours = sample_neighbourhood(model, tokenizer, MOLECULES[:1], 5, seed=0)
+    print(f"   five samples around {MOLECULES[0]} (radius {DEFAULT_RADIUS}): {sum(neighbours.valid)} valid")
     panels = result_panels(recon) + result_panels(samples) + result_panels(neighbours)
     image = save_image(draw_panels(panels, columns=6), args.out / "molecules.png")
     print(f"   picture (inputs, reconstructions, prior samples, neighbours): {image}")
