@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from conftest import SMILES, tiny_config  # noqa: E402
 
 from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer  # noqa: E402
+from cmim_hf.pretrain import leave_process_group  # noqa: E402
 from cmim_hf.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments  # noqa: E402
 
 torch.randn_like = torch.zeros_like  # z = mu: identical codes in both runs
@@ -51,3 +52,9 @@ if trainer.is_world_process_zero():
     params = {name: p.detach().tolist() for name, p in model.named_parameters()}
     with open(sys.argv[1], "w") as handle:
         json.dump({"loss_total": logs["loss/total"], "loss": logs["loss"], "params": params}, handle)
+leave_process_group()  # every rank at a barrier, then gloo torn down
+# Leave without C++ static destructors: a gloo thread still joinable at interpreter exit aborts a
+# finished rank ("terminate called without an active exception", exit -6; seen in CI).
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
