@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 from rdkit import Chem, RDLogger
 from transformers import (
     AutoModelForSeq2SeqLM,
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         logging_steps=max(1, args.max_steps // 10),
         report_to="none",
         seed=args.seed,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps host-to-GPU copies
     )
     trainer = Seq2SeqTrainer(
         model=model,
