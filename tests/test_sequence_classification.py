@@ -204,6 +204,8 @@ def test_trust_remote_code_without_cmim_hf(tiny_model, tokenizer, tmp_path: Path
     assert result["fresh"] == ["CMIMForSequenceClassification", 5]
 
 
+# PEFT itself reads the deprecated `is_gradient_checkpointing` (peft/peft_model.py), not our code
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 def test_peft_lora_adapters(batch, tmp_path: Path) -> None:
     peft = pytest.importorskip("peft")
     model = classifier(num_labels=2, problem_type="regression")
