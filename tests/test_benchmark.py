@@ -57,6 +57,12 @@ def test_metrics_match_sklearn(scores: dict[str, np.ndarray]) -> None:
     assert compute_metric("pr_auc", probs, labels) == pytest.approx(average_precision_score(labels, probs))
 
 
+@pytest.mark.filterwarnings("error")
+def test_r2_of_one_molecule_is_nan_without_a_warning() -> None:
+    """A test fold of one molecule (a tiny --csv table): R^2 is undefined, reported as nan."""
+    assert np.isnan(compute_metric("r2", np.array([1.0]), np.array([2.0])))
+
+
 def test_metrics_load_offline_with_evaluate_and_directly(scores: dict[str, np.ndarray]) -> None:
     metric = evaluate.load(metric_path("rmse"))
     assert isinstance(metric, evaluate.Metric)

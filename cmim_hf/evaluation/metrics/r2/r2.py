@@ -15,7 +15,7 @@ Args:
     predictions: predicted values (floats).
     references: true values (floats).
 Returns:
-    {"r2": float}
+    {"r2": float}, nan for fewer than two molecules (R^2 is undefined there).
 Examples:
     >>> metric = R2(keep_in_memory=True)
     >>> metric.compute(predictions=[1.0, 2.0, 2.0], references=[1.0, 2.0, 3.0])
@@ -38,4 +38,6 @@ class R2(evaluate.Metric):
         )
 
     def _compute(self, predictions: list[float], references: list[float]) -> dict[str, float]:
+        if len(references) < 2:
+            return {"r2": float("nan")}
         return {"r2": float(r2_score(references, predictions))}
