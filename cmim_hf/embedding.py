@@ -32,12 +32,12 @@ import pyarrow.parquet as pq
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
 
 from . import chem
 from .chem import InvalidRow, InvalidSmilesError
 from .errors import InputError, one_line
-from .generation import TOKENIZER_FILES, CheckpointError, check_tokenizer_matches
+from .generation import TOKENIZER_FILES, CheckpointError, check_tokenizer_matches, load_weights_strictly
 from .outputs import check_output_path
 from .pipelines import Source, compute_embeddings, is_cmim_model, validate_options
 from .pooling import LayerSpec, PoolingMode
@@ -210,13 +210,18 @@ def load_model_and_tokenizer(name_or_path: str | os.PathLike) -> tuple[PreTraine
     """Load a seq2seq model (float32) and its tokenizer from a local folder or Hub id.
 
     Raises:
-        CheckpointError: no tokenizer with the model, or one that does not match it
+        CheckpointError: a config or weights that cannot be read, weights that do not fit the
+            config's architecture (:func:`cmim_hf.generation.load_weights_strictly`), no tokenizer
+            with the model, or one that does not match it
             (:func:`cmim_hf.generation.check_tokenizer_matches`).
     """
     try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=torch.float32)
-    except ValueError:
-        model = AutoModel.from_pretrained(name_or_path, dtype=torch.float32)
+        config = AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"cannot read the model config of {name_or_path}: {one_line(err)}") from None
+    # a seq2seq LM when the architecture has one, else its base encoder-decoder
+    model_class = AutoModelForSeq2SeqLM if type(config) in AutoModelForSeq2SeqLM._model_mapping else AutoModel
+    model = load_weights_strictly(model_class, name_or_path, config=config, dtype=torch.float32)
     folder = Path(name_or_path)
     if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
         # AutoTokenizer would build a tokenizer with the shipped vocabulary: maybe not the model's

@@ -75,7 +75,7 @@ from cmim_hf.evaluation.benchmark import (
 from cmim_hf.evaluation.cli import tasks_from_args
 from cmim_hf.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metric
 from cmim_hf.evaluation.reports import markdown_report, plot_parity, summarize, write_json
-from cmim_hf.generation import check_checkpoint_folder
+from cmim_hf.generation import check_checkpoint_folder, load_weights_strictly
 from cmim_hf.modeling_cmim import CMIMForSequenceClassification
 
 __all__ = [
@@ -186,8 +186,12 @@ def _load_model(
         config.label2id = {name: i for i, name in enumerate(task.label_names)}
     config.classifier_features = settings.classifier_features
     config.classifier_dropout = settings.classifier_dropout
-    return CMIMForSequenceClassification.from_pretrained(
-        model_name_or_path, config=config, dtype=torch.float32
+    return load_weights_strictly(  # only the new head starts fresh
+        CMIMForSequenceClassification,
+        model_name_or_path,
+        fresh=("classifier.",),
+        config=config,
+        dtype=torch.float32,
     )
 
 

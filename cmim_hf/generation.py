@@ -37,7 +37,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from . import chem
-from .errors import InputError
+from .errors import InputError, one_line
 from .latent_stats import fit_gaussian, gaussian_sampling_factor, sample_gaussian
 
 __all__ = [
@@ -144,6 +144,49 @@ def check_checkpoint_folder(folder: str | os.PathLike) -> None:
             )
 
 
+def load_weights_strictly(
+    model_class: Any, name_or_path: str | os.PathLike, fresh: Sequence[str] = (), **kwargs: Any
+) -> PreTrainedModel:
+    """``model_class.from_pretrained`` that refuses weights which do not fit the class.
+
+    Transformers initialises a parameter missing from the checkpoint at random with only a logged
+    table as warning: features from such a model would be silently wrong. Here a missing or
+    differently shaped parameter is an error naming the checkpoint; parameters the checkpoint has
+    and the class does not use are allowed (a language-model head read by a base model).
+
+    Args:
+        fresh: name prefixes allowed to start fresh (a new task head, e.g. ``"classification_head"``).
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read, or its weights do not fit ``model_class``.
+    """
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # the load report is replaced by the one-line error below
+    try:
+        model, info = model_class.from_pretrained(name_or_path, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        mismatch = "ignore_mismatched_sizes" in str(err)
+        detail = (
+            "parameter shapes differ from the architecture its config names" if mismatch else one_line(err)
+        )
+        raise CheckpointError(f"cannot load the model from {name_or_path}: {detail}") from None
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    missing = sorted(k for k in info.get("missing_keys", ()) if not any(f in k for f in fresh))
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
+    if missing or mismatched:
+        kind = f"{type(model).__name__} (model_type {model.config.model_type!r})"
+        problems = [f"{len(missing)} parameters missing"] if missing else []
+        problems += [f"{len(mismatched)} of another shape"] if mismatched else []
+        raise CheckpointError(
+            f"the weights in {name_or_path} do not fit {kind}: {', '.join(problems)}, "
+            f"e.g. {(missing or mismatched)[0]}"
+        )
+    return model
+
+
 def check_tokenizer_matches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: str) -> None:
     """Refuse a tokenizer that does not fit the model: more tokens than its embedding has rows,
     special tokens at other ids, or (when the config records it) another vocabulary than the one it
@@ -198,14 +241,16 @@ def load_model_for_generation(
     if local.exists() or str(name_or_path).startswith((".", "/", "~")):
         check_checkpoint_folder(local)
         name_or_path = str(local)
-    try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"cannot load the model from {name_or_path}: {first_line}") from None
+        model_type = json.loads((local / "config.json").read_text(encoding="utf-8"))["model_type"]
+        if model_type != "cmim":  # refused before its weights are read into another architecture
+            raise CheckpointError(f"{name_or_path} is not a cMIM model (model_type {model_type!r})")
+    model = load_weights_strictly(AutoModelForSeq2SeqLM, name_or_path, dtype=torch.float32)
     if not (hasattr(model, "decode_latents") and hasattr(model, "encode")):
         raise CheckpointError(f"{name_or_path} is not a cMIM model (model_type {model.config.model_type!r})")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"cannot load the tokenizer from {name_or_path}: {one_line(err)}") from None
     check_tokenizer_matches(model, tokenizer, str(name_or_path))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), tokenizer

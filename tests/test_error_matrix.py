@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,6 +137,40 @@ def test_a_checkpoint_without_its_tokenizer(command: str, tmp_path: Path, capsys
     code, err = _run(_argv(command, _table(tmp_path / "in.csv"), tmp_path / "out", folder), capsys)
     assert code == 2
     _assert_one_line(command, err, "no_tokenizer", "tokenizer")
+
+
+@pytest.mark.parametrize("command", sorted(set(COMMANDS) - {"pretrain"}))
+def test_a_checkpoint_whose_config_names_another_architecture(
+    command: str, tmp_path: Path, checkpoint: Path, capfd, caplog
+) -> None:
+    """Case 12: cMIM weights under a config saying ``model_type: bart`` are refused in one line,
+    without transformers' load report."""
+    folder = tmp_path / "relabelled"
+    shutil.copytree(checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "bart"}))
+    code = main(_argv(command, _table(tmp_path / "in.csv"), tmp_path / "out", folder))
+    err = capfd.readouterr().err
+    assert code == 2
+    _assert_one_line(command, err, "relabelled")
+    assert "LOAD REPORT" not in err + caplog.text
+
+
+@pytest.mark.parametrize("command", ["embed", "benchmark", "finetune", "sample"])
+def test_a_checkpoint_missing_a_parameter(command: str, tmp_path: Path, checkpoint: Path, capfd) -> None:
+    """Weights missing from a checkpoint are refused, never initialised at random in silence."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "pruned"
+    shutil.copytree(checkpoint, folder)
+    weights = load_file(folder / "model.safetensors")
+    dropped = next(name for name in sorted(weights) if "encoder.layers.0" in name)
+    del weights[dropped]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    code = main(_argv(command, _table(tmp_path / "in.csv"), tmp_path / "out", folder))
+    err = capfd.readouterr().err
+    assert code == 2
+    _assert_one_line(command, err, "pruned", "1 parameters missing")
 
 
 @pytest.mark.parametrize("command", ["embed", "sample", "reconstruct", "optimize", "fit-prior", "pretrain"])
