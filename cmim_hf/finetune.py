@@ -74,9 +74,10 @@ from cmim_hf.evaluation.benchmark import (
 )
 from cmim_hf.evaluation.cli import tasks_from_args
 from cmim_hf.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metric
-from cmim_hf.evaluation.reports import markdown_report, plot_parity, summarize, write_json
+from cmim_hf.evaluation.reports import RESULT_FILES, plot_parity, summarize, write_reports
 from cmim_hf.generation import check_checkpoint_folder, load_weights_strictly
 from cmim_hf.modeling_cmim import CMIMForSequenceClassification
+from cmim_hf.outputs import check_output_folder
 
 __all__ = [
     "FINETUNE_PROBE",
@@ -94,6 +95,8 @@ __all__ = [
 
 FINETUNE_PROBE = "finetune"
 """The ``probe`` name of fine-tuned rows in the harness's result format."""
+FINETUNE_OUTPUTS = (*RESULT_FILES, "comparison.json", "comparison.md", "models")
+"""What ``cmim finetune`` writes into --out (an earlier run's are replaced only with --overwrite)."""
 
 
 @dataclass
@@ -521,20 +524,6 @@ def finetune(
     return results
 
 
-def write_reports(results: BenchmarkResults, out_dir: str | Path, stem: str = "results") -> None:
-    """Write ``<stem>.md`` and ``<stem>.json`` into ``out_dir`` (the JSON lists the written files)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    md_path = out / f"{stem}.md"
-    order = list(results.config["featurizers"])
-    md_path.write_text(
-        markdown_report(results.summary, order, results.tasks, results.config) + "\n", encoding="utf-8"
-    )
-    results.files["markdown"] = str(md_path)
-    results.files["json"] = str(out / f"{stem}.json")
-    write_json(results.to_dict(), out / f"{stem}.json")
-
-
 def load_results(path: str | Path) -> BenchmarkResults:
     """Read a ``results.json`` written by ``cmim benchmark`` or ``cmim finetune``."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -661,6 +650,9 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         help="a `cmim benchmark` results.json to show beside the fine-tuned rows (comparison.md/json)",
     )  # fmt: skip
     parser.add_argument("--save-model", action="store_true", help="save each fine-tuned model to OUT/models/")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier run in --out"
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the parity plots")
     parser.add_argument("--progress", action="store_true", help="show the Trainer's progress bars")
     return parser
@@ -669,6 +661,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 def run_finetune_command(args: argparse.Namespace) -> int:
     """Run ``cmim finetune`` from parsed arguments; returns the exit code (0 ok, 2 usage/data error)."""
     try:
+        check_output_folder(args.out, FINETUNE_OUTPUTS, overwrite=args.overwrite)
         settings = FinetuneSettings(
             classifier_features=args.features,
             classifier_dropout=args.classifier_dropout,

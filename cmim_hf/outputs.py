@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import InputError
 
-__all__ = ["OutputError", "check_output_path", "atomic_output"]
+__all__ = ["OutputError", "check_output_path", "check_output_folder", "atomic_output"]
 
 
 class OutputError(InputError):
@@ -47,6 +47,25 @@ def check_output_path(
     if output.exists() and not overwrite:
         raise OutputError(f"{output} exists; pass --overwrite to replace it")
     return output
+
+
+def check_output_folder(folder: str | os.PathLike, written: Iterable[str], overwrite: bool = False) -> Path:
+    """``folder`` as a Path, after refusing, without ``overwrite``, a folder that already holds any
+    of the files or sub-folders ``written`` that the command writes there (an earlier run's results).
+
+    Raises:
+        OutputError: naming the folder and what it holds.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"the output folder {folder} is a file: choose another --out")
+    present = [name for name in written if (folder / name).exists()]
+    if present and not overwrite:
+        raise OutputError(
+            f"{folder} holds an earlier run's {', '.join(present)}; pass --overwrite to replace them "
+            "or choose another --out"
+        )
+    return folder
 
 
 @contextmanager

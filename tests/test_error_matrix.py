@@ -209,19 +209,28 @@ def test_an_output_that_is_the_input(command: str, tmp_path: Path, checkpoint: P
 
 @pytest.mark.parametrize("command", ["benchmark", "finetune", "pretrain"])
 def test_a_previous_run_folder_survives(command: str, tmp_path: Path, checkpoint: Path, capsys) -> None:
-    """Folder outputs: a finished pre-training run is refused; benchmark and finetune refuse a
-    missing label column before they touch --out."""
+    """Folder outputs (case 5): a folder holding an earlier run is refused without --overwrite
+    (or --resume, for pretrain), before any work."""
     out = tmp_path / "out"
     out.mkdir()
     marker = out / ("pretrain_results.json" if command == "pretrain" else "results.json")
     marker.write_text('{"previous": true}')
-    argv = _argv(command, _table(tmp_path / "in.csv"), out, checkpoint)
-    if command != "pretrain":
-        argv[argv.index("--label-col") + 1] = "absent"
-    code, err = _run(argv, capsys)
+    code, err = _run(_argv(command, _table(tmp_path / "in.csv"), out, checkpoint), capsys)
     assert code == 2
-    _assert_one_line(command, err, "--overwrite" if command == "pretrain" else "absent")
+    _assert_one_line(command, err, str(out), "--overwrite")
     assert json.loads(marker.read_text()) == {"previous": True}
+
+
+@pytest.mark.parametrize("command", ["benchmark", "finetune"])
+def test_overwrite_replaces_an_earlier_run(command: str, tmp_path: Path, checkpoint: Path, capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text('{"previous": true}')
+    argv = [*_argv(command, _table(tmp_path / "in.csv"), out, checkpoint), "--overwrite", "--seeds", "1"]
+    code, err = _run(argv, capsys)
+    assert code == 0, err
+    assert "previous" not in json.loads((out / "results.json").read_text())
+    assert not list(out.glob(".*partial*")), "temporary files left behind"
 
 
 def test_a_bug_keeps_its_traceback_and_exits_1(monkeypatch, capsys) -> None:

@@ -41,7 +41,7 @@ from cmim_hf.data import (
 from cmim_hf.evaluation.featurizers import Featurizer, featurize, resolve_featurizer
 from cmim_hf.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metric
 from cmim_hf.evaluation.probes import PROBE_NAMES, ProbeError, fit_probe, positive_scores
-from cmim_hf.evaluation.reports import markdown_report, plot_parity, plot_pca, summarize, write_json
+from cmim_hf.evaluation.reports import plot_parity, plot_pca, summarize, write_reports
 
 __all__ = ["BenchmarkResults", "evaluate_fold", "run_benchmark"]
 
@@ -356,7 +356,7 @@ def run_benchmark(
     summary = summarize(folds)
     results = BenchmarkResults(config, task_info, feat_info, folds, summary, files)
     if out is not None:
-        _write_reports(out, results, list(resolved))
+        write_reports(results, out)
     return results
 
 
@@ -377,15 +377,3 @@ def _write_task_plots(
         path = out / f"parity_{task.name}.png"
         plot_parity(task.name, parity, path)
         files["parity"][task.name] = str(path)
-
-
-def _write_reports(out: Path, results: BenchmarkResults, featurizer_order: list[str]) -> None:
-    """Write ``results.md`` and ``results.json`` (the JSON lists every written file)."""
-    md_path = out / "results.md"
-    md_path.write_text(
-        markdown_report(results.summary, featurizer_order, results.tasks, results.config) + "\n",
-        encoding="utf-8",
-    )
-    results.files["markdown"] = str(md_path)
-    results.files["json"] = str(out / "results.json")
-    write_json(results.to_dict(), out / "results.json")

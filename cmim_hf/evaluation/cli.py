@@ -23,7 +23,9 @@ from cmim_hf.evaluation.featurizers import (
     FeaturizerRuntimeError,
 )
 from cmim_hf.evaluation.probes import PROBE_NAMES
+from cmim_hf.evaluation.reports import RESULT_FILES
 from cmim_hf.generation import check_checkpoint_folder
+from cmim_hf.outputs import check_output_folder
 
 __all__ = ["add_benchmark_arguments", "run_benchmark_command", "main"]
 
@@ -79,6 +81,9 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument(
         "--n-jobs", type=int, default=-1, help="parallel jobs for inner CV / random forest (-1: all cores)"
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier run in --out"
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -126,6 +131,7 @@ def tasks_from_args(args: argparse.Namespace) -> list[str | MoleculeTask]:
 def run_benchmark_command(args: argparse.Namespace) -> int:
     """Run ``cmim benchmark`` from parsed arguments; returns the process exit code."""
     try:
+        check_output_folder(args.out, RESULT_FILES, overwrite=args.overwrite)
         featurizers = _featurizers(
             args.model or ["ecfp4"], args.embedding or ["informative"], args.batch_size
         )

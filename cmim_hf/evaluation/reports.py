@@ -17,7 +17,21 @@ from sklearn.decomposition import PCA
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["summarize", "format_cell", "markdown_report", "write_json", "plot_parity", "plot_pca"]
+from cmim_hf.outputs import atomic_output
+
+__all__ = [
+    "summarize",
+    "format_cell",
+    "markdown_report",
+    "write_json",
+    "write_reports",
+    "RESULT_FILES",
+    "plot_parity",
+    "plot_pca",
+]
+
+RESULT_FILES = ("results.json", "results.md")
+"""What ``write_reports`` puts in a run folder: a folder holding either has an earlier run's results."""
 
 PCA_MAX_POINTS = 3000
 
@@ -118,11 +132,29 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _write_text(text: str, path: str | Path) -> Path:
+    """Write ``text`` to ``path`` through a temporary file, so a failure leaves the old file whole."""
+    with atomic_output(path) as partial:
+        partial.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
 def write_json(data: Mapping[str, Any], path: str | Path) -> Path:
-    """Write ``data`` as indented JSON (NaN as ``null``)."""
-    path = Path(path)
-    path.write_text(json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return path
+    """Write ``data`` as indented JSON (NaN as ``null``), atomically."""
+    return _write_text(json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n", path)
+
+
+def write_reports(results: Any, out_dir: str | Path, stem: str = "results") -> None:
+    """Write ``<stem>.md`` and ``<stem>.json`` of a ``BenchmarkResults`` into ``out_dir``, each
+    atomically (the JSON lists the written files)."""
+    out = Path(out_dir)
+    order = list(results.config["featurizers"])
+    results.files["markdown"] = str(out / f"{stem}.md")
+    results.files["json"] = str(out / f"{stem}.json")
+    _write_text(
+        markdown_report(results.summary, order, results.tasks, results.config) + "\n", out / f"{stem}.md"
+    )
+    write_json(results.to_dict(), out / f"{stem}.json")
 
 
 def _grid(n_panels: int, width: float = 4.0) -> tuple[Figure, list[Any]]:
