@@ -16,6 +16,15 @@ from .version import __version__
 
 DEFAULT_CHECKPOINT: str = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
 """Folder of the pretrained cMIM checkpoint shipped in the package (``from_pretrained`` it, offline)."""
+SHIPPED_MODEL: str = "shipped"
+"""The name every ``cmim`` command's ``--model`` accepts for :data:`DEFAULT_CHECKPOINT`."""
+
+
+def resolve_checkpoint(name: str | None) -> str:
+    """A ``--model`` value as a checkpoint: :data:`DEFAULT_CHECKPOINT` for None or ``"shipped"``
+    (a folder of that name is ``./shipped``), else ``name`` itself."""
+    return DEFAULT_CHECKPOINT if name in (None, SHIPPED_MODEL) else name
+
 
 _LAZY_NAMES: dict[str, str] = {
     "CMIMConfig": "configuration_cmim",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from . import DEFAULT_CHECKPOINT
+from . import resolve_checkpoint
 from .chem import SMILES_NORMALIZATIONS
 from .embedding import CMIMEmbedder, file_smiles_column
 from .errors import InputError, one_line, run_with_error_boundary
@@ -49,7 +49,7 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="checkpoint folder or Hub id of a cMIM (or any seq2seq) model (default: the shipped checkpoint)",
+        help="checkpoint folder or Hub id of a cMIM (or any seq2seq) model, or 'shipped' (default: the shipped checkpoint)",
     )
     parser.add_argument(
         "--source",
@@ -125,7 +125,7 @@ def run_embed_command(args: argparse.Namespace) -> int:
         from transformers.utils import logging
 
         logging.disable_progress_bar()
-    model = args.model or DEFAULT_CHECKPOINT
+    model = resolve_checkpoint(args.model)
     local = Path(model).expanduser()
     if local.exists() or model.startswith((".", "/", "~")):
         if not (local / "config.json").is_file():

@@ -53,7 +53,7 @@ from transformers import (
     set_seed,
 )
 
-from cmim_hf import DEFAULT_CHECKPOINT
+from cmim_hf import DEFAULT_CHECKPOINT, resolve_checkpoint
 from cmim_hf.configuration_cmim import CLASSIFIER_FEATURES
 from cmim_hf.data import (
     DEFAULT_FRACTIONS,
@@ -593,8 +593,8 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     """Add the ``cmim finetune`` options to ``parser`` (and return it)."""
     defaults = FinetuneSettings()
     parser.add_argument(
-        "--model", default=DEFAULT_CHECKPOINT, metavar="PATH",
-        help="cMIM checkpoint folder or Hub id (default: the checkpoint shipped in cmim_hf/pretrained)",
+        "--model", default=DEFAULT_CHECKPOINT, type=resolve_checkpoint, metavar="PATH|shipped",
+        help="cMIM checkpoint folder or Hub id, or 'shipped' (default: the checkpoint shipped in cmim_hf/pretrained)",
     )  # fmt: skip
     parser.add_argument(
         "--tasks", action="append", metavar="T1,T2",

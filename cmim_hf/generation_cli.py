@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import DEFAULT_CHECKPOINT, chem, generation
+from . import chem, generation, resolve_checkpoint
 from .drawing import IMAGE_SUFFIXES, draw_result, save_image
 from .embedding import file_smiles_column, iter_file_chunks
 from .errors import InputError, one_line
@@ -61,7 +61,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="checkpoint folder or Hub id of a cMIM model (default: the checkpoint shipped in cmim_hf/pretrained)",
+        help="checkpoint folder or Hub id of a cMIM model, or 'shipped' (default: the checkpoint shipped in cmim_hf/pretrained)",
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument(
@@ -144,7 +144,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     from transformers.utils import logging
 
     logging.disable_progress_bar()  # the one-line summary is the only output on stderr
-    return generation.load_model_for_generation(args.model or DEFAULT_CHECKPOINT, device=args.device)
+    return generation.load_model_for_generation(resolve_checkpoint(args.model), device=args.device)
 
 
 def _screen(values: list[Any], tokenizer: Any, model: Any) -> tuple[list[int], dict[int, str]]:
@@ -327,7 +327,7 @@ def _sample(args: argparse.Namespace) -> str:
 
 def _aggregate_posterior(args: argparse.Namespace) -> generation.AggregatePosterior | None:
     """The aggregate posterior stored in the --model folder (None for a Hub id or a folder without one)."""
-    folder = Path(args.model or DEFAULT_CHECKPOINT)
+    folder = Path(resolve_checkpoint(args.model))
     return generation.AggregatePosterior.load(folder) if folder.is_dir() else None
 
 

@@ -107,3 +107,21 @@ def test_missing_subcommand_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
+
+
+def test_model_shipped_names_the_packaged_checkpoint(tmp_path, monkeypatch) -> None:
+    """`--model shipped` means the packaged checkpoint in every command that reads one."""
+    assert (
+        cmim_hf.resolve_checkpoint("shipped")
+        == cmim_hf.resolve_checkpoint(None)
+        == cmim_hf.DEFAULT_CHECKPOINT
+    )
+    assert cmim_hf.resolve_checkpoint("./shipped") == "./shipped"
+    monkeypatch.chdir(tmp_path)  # no folder named "shipped" here: a Hub lookup would fail offline
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pd.DataFrame({"smiles": ["CCO", "c1ccccc1"]}).to_csv("in.csv", index=False)
+    assert main(["embed", "in.csv", "-o", "emb.parquet", "--model", "shipped", "--no-progress"]) == 0
+    assert main(["reconstruct", "in.csv", "-o", "rec.csv", "--model", "shipped"]) == 0
+    assert len(pd.read_csv("rec.csv")) == 2
+    parser, _ = build_parser(["finetune"])
+    assert parser.parse_args(["finetune", "--model", "shipped"]).model == cmim_hf.DEFAULT_CHECKPOINT

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cmim_hf import DEFAULT_CHECKPOINT
+from cmim_hf import DEFAULT_CHECKPOINT, SHIPPED_MODEL
 from cmim_hf.data import BUILTIN_TASKS, SPLIT_KINDS, TASK_TYPES, DataError, MoleculeTask, load_table_task
 from cmim_hf.errors import InputError, one_line, run_with_error_boundary
 from cmim_hf.evaluation.benchmark import run_benchmark
@@ -87,9 +87,6 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
-
-
-SHIPPED_MODEL = "shipped"  # --model name of the checkpoint shipped in the package (DEFAULT_CHECKPOINT)
 
 
 def _featurizers(models: list[str], embeddings: list[str], batch_size: int) -> dict[str, str | Featurizer]:
