@@ -117,7 +117,8 @@ def _read_corpus(path: Path) -> datasets.Dataset:
         return datasets.load_dataset("parquet", data_files=str(path), split="train")
     if pd.read_csv(path, nrows=1).empty:  # a header and no rows: datasets would say "no data"
         raise ValueError("a header and no molecules")
-    return datasets.load_dataset("csv", data_files=str(path), split="train")
+    # a blank line is a row (an empty SMILES, skipped and reported), as in every other command
+    return datasets.load_dataset("csv", data_files=str(path), split="train", skip_blank_lines=False)
 
 
 def tokenize_corpus(

@@ -122,8 +122,14 @@ class StreamingSmilesCorpus(torch.utils.data.IterableDataset):
     # --- reading --------------------------------------------------------------------------------
 
     def _open(self) -> datasets.IterableDataset:
+        # a blank CSV line is a row (an empty SMILES, skipped and reported), as in every other command
+        options = {"skip_blank_lines": False} if self.text_format == "csv" else {}
         stream = datasets.load_dataset(
-            self.text_format, data_files=[str(file) for file in self.files], split="train", streaming=True
+            self.text_format,
+            data_files=[str(f) for f in self.files],
+            split="train",
+            streaming=True,
+            **options,
         )
         return stream.select_columns([self.column])
 

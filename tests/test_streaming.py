@@ -147,3 +147,19 @@ def test_pretrain_streaming_resumes_to_the_same_weights(tmp_path: Path) -> None:
     assert all(np.array_equal(uninterrupted[name].numpy(), resumed[name].numpy()) for name in uninterrupted)
     assert json.loads((out / "pretrain_results.json").read_text())["resumed_from"].endswith("checkpoint-3")
     assert pd.read_csv(out / "skipped_train_smiles.csv")["row"].tolist() == [10, 11, 12]
+
+
+def test_blank_lines_are_skipped_rows_with_their_index_in_both_readers(tmp_path: Path) -> None:
+    """A blank CSV line is a data row (an empty SMILES), numbered as `cmim embed` numbers it."""
+    smiles = pd.read_csv(MOSES, nrows=20)["SMILES"].tolist()
+    path = tmp_path / "blank.csv"
+    path.write_text("SMILES\n" + "\n".join([*smiles[:5], "", *smiles[5:10], "[Kr]", "", *smiles[10:]]) + "\n")
+    _, skipped = tokenize_corpus(load_smiles_corpus(path), CMIMTokenizer(model_max_length=64))
+    assert [(row["row"], "empty SMILES" in row["reason"]) for row in skipped] == [
+        (5, True),
+        (11, False),
+        (12, True),
+    ]
+    report = tmp_path / "skipped.csv"
+    list(itertools.islice(corpus([path], report), 20))
+    assert pd.read_csv(report)["row"].tolist() == [5, 11, 12]
