@@ -77,6 +77,8 @@ def load_smiles_corpus(
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"corpus file not found: {path}")
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # a reader's own error log would repeat ours
     try:
         dataset = _read_corpus(path)
     except Exception as error:  # datasets wraps the reader's error: report its root cause in one line
@@ -85,6 +87,8 @@ def load_smiles_corpus(
             cause = cause.__cause__ or cause.__context__
         message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         raise CorpusError(f"{path} cannot be read as a SMILES corpus: {message}") from None
+    finally:
+        datasets.logging.set_verbosity(verbosity)
     if len(dataset) == 0:
         raise CorpusError(f"{path} holds no molecules")
     if path.suffix != ".smi":

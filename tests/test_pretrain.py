@@ -42,6 +42,15 @@ def test_load_corpus_formats_and_errors(tmp_path) -> None:
         load_smiles_corpus(bad)
 
 
+def test_an_unreadable_corpus_is_reported_once(tmp_path, capfd, caplog) -> None:
+    """Our one-line error only: not also the reader's own logged error."""
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("smiles\nCCO\nC\u00e9\u00ffO\n".encode("latin-1"))  # the first row reads
+    with pytest.raises(CorpusError, match="latin.csv cannot be read"):
+        load_smiles_corpus(latin)
+    assert "Failed to read file" not in capfd.readouterr().err + caplog.text
+
+
 def test_pretrain_skips_bad_rows_checkpoints_and_reports(tmp_path) -> None:
     corpus = write_corpus(tmp_path / "train.csv", 64, ["C1CC", "CC[Zz]C", "not a smiles"])
     held_out = write_corpus(tmp_path / "test.csv", 16, [])
