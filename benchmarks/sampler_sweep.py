@@ -107,9 +107,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model", default=DEFAULT_CHECKPOINT, help="cMIM checkpoint folder")
     parser.add_argument("--eval-file", type=Path, required=True, help="held-out molecules (first rows)")
     parser.add_argument("--n", type=int, default=300, help="codes per row (and neighbourhood seeds / 10)")
-    parser.add_argument("--scales", default="1,0.7,0.5,0.3")
-    parser.add_argument("--radii", default="0.5,0.2,0.1,0.05")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--scales", default="1,0.7,0.5,0.3", help="comma-separated spreads of the prior samplers"
+    )
+    parser.add_argument("--radii", default="0.5,0.2,0.1,0.05", help="comma-separated neighbourhood radii")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the codes drawn")
     parser.add_argument(
         "--max-new-tokens",
         type=int,
