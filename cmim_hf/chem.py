@@ -145,7 +145,9 @@ def is_valid_smiles(smiles: str) -> bool:
 def normalize_smiles(smiles: str, scheme: str) -> str:
     """``smiles`` written as a checkpoint's training SMILES were (``CMIMConfig.smiles_normalization``):
     ``"none"`` as given (checked with RDKit), ``"canonical"`` RDKit canonical SMILES with stereo,
-    ``"canonical_nostereo"`` RDKit canonical SMILES without stereo (MOSES's form).
+    ``"canonical_nostereo"`` RDKit canonical SMILES without stereo (MOSES's form). Isotope labels
+    are kept by every scheme: ``[13CH3]O`` is not methanol, and a vocabulary without the label
+    flags the molecule instead of reading it as another.
 
     Raises:
         InvalidSmilesError: if RDKit rejects the input; ValueError for an unknown scheme.
@@ -159,12 +161,16 @@ def normalize_smiles(smiles: str, scheme: str) -> str:
 
 
 def canonicalize(smiles: str, isomeric: bool = True) -> str:
-    """RDKit canonical SMILES of ``smiles`` (stereo kept unless ``isomeric=False``).
+    """RDKit canonical SMILES of ``smiles``, stereo removed unless ``isomeric``; isotope labels are
+    always kept (RDKit's ``isomericSmiles=False`` would drop them too).
 
     Raises:
         InvalidSmilesError: if RDKit rejects the input.
     """
-    return Chem.MolToSmiles(parse_smiles(smiles), isomericSmiles=isomeric)
+    mol = parse_smiles(smiles)
+    if not isomeric:
+        Chem.RemoveStereochemistry(mol)
+    return Chem.MolToSmiles(mol)
 
 
 def murcko_scaffold(smiles: str) -> str:

@@ -49,6 +49,19 @@ def nostereo_model() -> CMIMForConditionalGeneration:
     return CMIMForConditionalGeneration(tiny_config(smiles_normalization="canonical_nostereo")).eval()
 
 
+def test_isotope_labels_survive_every_scheme(nostereo_model) -> None:
+    """[13CH3]O is not methanol (issue 13, case 7): normalizing keeps the label, so a vocabulary
+    without it flags the molecule instead of embedding it as CO."""
+    deuterated = "[2H]C([2H])([2H])[C@H](N)C"
+    for scheme in ("canonical", "canonical_nostereo"):
+        assert normalize_smiles("[13CH3]O", scheme) == normalize_for_model("[13CH3]O", scheme) == "[13CH3]O"
+    assert normalize_smiles(deuterated, "canonical_nostereo") == "[2H]C([2H])([2H])C(C)N"
+    assert normalize_for_model(deuterated, "canonical_nostereo") == "[2H]C([2H])([2H])C(C)N"
+    with pytest.warns(UserWarning, match=r"outside the vocabulary: \[13CH3\]"):
+        features = CMIMEmbedder(nostereo_model, on_invalid="nan").embed(["[13CH3]O", "[14CH3]O", "CO"])
+    assert np.isnan(features[:2]).all() and np.isfinite(features[2]).all()
+
+
 def test_embedder_and_featurizer_apply_the_checkpoint_scheme(nostereo_model, tmp_path) -> None:
     as_trained = CMIMEmbedder(nostereo_model, normalize=False).embed([NO_STEREO_CANONICAL])
     np.testing.assert_allclose(CMIMEmbedder(nostereo_model).embed([STEREO]), as_trained, atol=1e-6)

@@ -96,7 +96,9 @@ def normalize_for_model(smiles: str, scheme: str | None) -> str:
     mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) and smiles.strip() else None
     if mol is None:
         raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}")
-    return Chem.MolToSmiles(mol, isomericSmiles=scheme == "canonical")
+    if scheme != "canonical":  # stereo removed; isotope labels kept, as cmim_hf.chem does
+        Chem.RemoveStereochemistry(mol)
+    return Chem.MolToSmiles(mol)
 
 
 def decoder_start_token_id(model: PreTrainedModel) -> int:
