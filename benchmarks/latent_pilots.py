@@ -62,6 +62,18 @@ PILOTS: dict[str, tuple[str, list[str]]] = {
         "K = 4 x 32, z = mu first 1,000 steps, 1,024 positions (random batches)",
         [*K4_DETERMINISTIC, "--max-length", "1024"],
     ),
+    "recipe-floor-0.1": (
+        "recipe-ungrouped with the log-variance floor at -4.6 (sigma 0.1)",
+        [*K4_DETERMINISTIC, "--max-length", "1024", "--logvar-min", "-4.6"],
+    ),
+    "recipe-floor-0.2": (
+        "recipe-ungrouped with the log-variance floor at -3.2 (sigma 0.2)",
+        [*K4_DETERMINISTIC, "--max-length", "1024", "--logvar-min", "-3.2"],
+    ),
+    "recipe-sampled": (
+        "recipe-ungrouped with MolMIM's sampled posterior (log-variance ~ U(-6, 0) in training)",
+        [*K4_DETERMINISTIC, "--max-length", "1024", "--posterior", "sampled"],
+    ),
     "learned-1024": ("learned positions, 1,024 of them", ["--max-length", "1024"]),
     "rotary-1024": (
         "rotary positions, up to 1,024",
