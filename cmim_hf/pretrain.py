@@ -157,7 +157,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         "--bucket-batches",
         type=int,
         default=50,
-        help="with --streaming: batches per length-sorting buffer (more: less padding, more memory)",
+        help="with --streaming: batches per shuffle buffer (sorted by length with --group-by-length)",
     )
 
     model = parser.add_argument_group("model (ignored with --init-from)")
@@ -348,6 +348,7 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
             one_batch,
             min_molecules=one_batch,
             bucket_batches=args.bucket_batches,
+            group_by_length=args.group_by_length,
             normalization=args.smiles_normalization,
             smiles_column=args.smiles_column,
             max_rows=args.max_train_samples,

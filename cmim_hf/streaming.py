@@ -1,9 +1,11 @@
 """Streaming pre-training data (``cmim pretrain --streaming``): corpora of any size.
 
 The corpus is read through ``datasets`` streaming (an ``IterableDataset``, one shard after the
-other) and validated and tokenized on the fly, a buffer at a time. Each buffer is sorted by length,
-cut into batches, and the batches shuffled, so batches group molecules of similar length. Memory
-holds one buffer, whatever the corpus size, and the first step waits for one buffer only.
+other) and validated and tokenized on the fly, a buffer at a time. Each buffer is shuffled and cut
+into batches (a shuffle buffer), or, with ``group_by_length``, sorted by length, cut into batches and
+the batches shuffled, so batches group molecules of similar length (less padding; it cost quality in
+our pilots, ``model_cards/latent_pilots``). Memory holds one buffer, whatever the corpus size, and
+the first step waits for one buffer only.
 
 Invalid molecules are appended to the skip report as they are met. The position in the stream is
 saved with every checkpoint (``streaming_state.json``): ``--resume`` reopens the stream where the
@@ -80,9 +82,10 @@ class StreamingSmilesCorpus(torch.utils.data.IterableDataset):
     Args:
         files: the shards, read in this order (see :func:`corpus_shards`).
         tokenizer: validates and tokenizes (its ``model_max_length`` is the length limit).
-        batch_size: molecules per batch; the buffer is sorted and cut into batches of this size.
+        batch_size: molecules per batch; the buffer is cut into batches of this size.
         min_molecules: a pass with fewer usable molecules than this raises ``CorpusError``.
-        bucket_batches: batches per buffer (more: less padding, more memory).
+        bucket_batches: batches per buffer (more: a wider shuffle or less padding, more memory).
+        group_by_length: sort each buffer by length before cutting it into batches.
         normalization: SMILES normalization (:func:`cmim_hf.chem.normalize_smiles`).
         max_rows: read only the first N rows of each pass.
         seed: seed of the batch order within each buffer.
@@ -98,6 +101,7 @@ class StreamingSmilesCorpus(torch.utils.data.IterableDataset):
         *,
         min_molecules: int = 1,
         bucket_batches: int = 50,
+        group_by_length: bool = False,
         normalization: str = "none",
         smiles_column: str | None = None,
         max_rows: int | None = None,
@@ -111,6 +115,7 @@ class StreamingSmilesCorpus(torch.utils.data.IterableDataset):
         self.batch_size = batch_size
         self.min_molecules = min_molecules
         self.buffer_size = batch_size * bucket_batches
+        self.group_by_length = group_by_length
         self.normalization = normalization
         self.max_rows = max_rows
         self.seed = seed
@@ -178,12 +183,16 @@ class StreamingSmilesCorpus(torch.utils.data.IterableDataset):
         self._last_reported_row = skipped[-1]["row"]
 
     def _batched_order(self, buffer: list[list[int]], pass_index: int, buffer_index: int) -> list[list[int]]:
-        """The buffer sorted by length and cut into batches, the batches shuffled (a partial batch,
-        only at the end of a pass, stays last)."""
+        """The buffer in training order, the same for the same (seed, pass, buffer): shuffled, or
+        with ``group_by_length`` sorted by length, cut into batches and the batches shuffled (a
+        partial batch, only at the end of a pass, stays last)."""
+        rng = np.random.default_rng([self.seed, pass_index, buffer_index])
+        if not self.group_by_length:
+            return [buffer[index] for index in rng.permutation(len(buffer))]
         by_length = sorted(buffer, key=len)
         full = len(by_length) // self.batch_size * self.batch_size
         batches = [by_length[start : start + self.batch_size] for start in range(0, full, self.batch_size)]
-        order = np.random.default_rng([self.seed, pass_index, buffer_index]).permutation(len(batches))
+        order = rng.permutation(len(batches))
         return [ids for index in order for ids in batches[index]] + by_length[full:]  # partial: end of a pass
 
     def __iter__(self) -> Iterator[dict[str, list[int]]]:

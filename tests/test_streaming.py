@@ -40,23 +40,37 @@ def corpus(files: list[Path], report: Path | None = None, **options) -> Streamin
     return StreamingSmilesCorpus(files, tokenizer, 8, skip_report=report, **{"bucket_batches": 2, **options})
 
 
-def test_one_pass_holds_every_usable_molecule_once_in_length_grouped_batches(tmp_path: Path) -> None:
+@pytest.mark.parametrize("group_by_length", [False, True])
+def test_one_pass_holds_every_usable_molecule_once_in_buffer_order(
+    group_by_length: bool, tmp_path: Path
+) -> None:
+    """Each buffer holds the next usable molecules: shuffled, or length-grouped into batches."""
     path = tmp_path / "corpus.csv"
     write_corpus(path, 100, invalid_at=40)
     report = tmp_path / "skipped.csv"
-    stream = list(itertools.islice(corpus([path], report, bucket_batches=4), 100))
+    stream = list(
+        itertools.islice(corpus([path], report, bucket_batches=4, group_by_length=group_by_length), 100)
+    )
+    stream_ids = [tuple(e["input_ids"]) for e in stream]
 
     usable, skipped = tokenize_corpus(load_smiles_corpus(path), CMIMTokenizer(model_max_length=64))
-    assert sorted(map(tuple, (e["input_ids"] for e in stream))) == sorted(map(tuple, usable["input_ids"]))
+    usable_ids = [tuple(ids) for ids in usable["input_ids"]]
+    assert sorted(stream_ids) == sorted(usable_ids)
+    for start in (0, 32, 64):  # buffers of 4 batches of 8, in corpus order
+        buffer = stream_ids[start : start + 32]
+        assert (
+            sorted(buffer) == sorted(usable_ids[start : start + 32])
+            and buffer != usable_ids[start : start + 32]
+        )
     with open(report) as handle:
         assert list(csv.DictReader(handle)) == [{k: str(v) for k, v in row.items()} for row in skipped]
     assert [row["row"] for row in skipped] == [40, 41, 42]
 
-    lengths = np.array([len(e["input_ids"]) for e in stream[:96]]).reshape(-1, 8)
-    grouped_padding = (lengths.max(axis=1, keepdims=True) - lengths).mean()
+    lengths = np.array([len(ids) for ids in stream_ids[:96]]).reshape(-1, 8)
+    padding = (lengths.max(axis=1, keepdims=True) - lengths).mean()
     shuffled = np.random.default_rng(0).permutation(lengths.ravel()).reshape(-1, 8)
     random_padding = (shuffled.max(axis=1, keepdims=True) - shuffled).mean()
-    assert grouped_padding < random_padding / 2
+    assert (padding < random_padding / 2) == group_by_length
 
 
 def test_the_stream_goes_on_past_the_end_of_the_corpus(tmp_path: Path) -> None:
