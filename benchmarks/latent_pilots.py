@@ -66,6 +66,14 @@ PILOTS: dict[str, tuple[str, list[str]]] = {
         "recipe-ungrouped with the log-variance floor at -4.6 (sigma 0.1)",
         [*K4_DETERMINISTIC, "--max-length", "1024", "--logvar-min", "-4.6"],
     ),
+    "recipe-floor-0.14": (
+        "recipe-ungrouped with the log-variance floor at -3.9 (sigma 0.14)",
+        [*K4_DETERMINISTIC, "--max-length", "1024", "--logvar-min", "-3.9"],
+    ),
+    "recipe-floor-0.17": (
+        "recipe-ungrouped with the log-variance floor at -3.5 (sigma 0.17)",
+        [*K4_DETERMINISTIC, "--max-length", "1024", "--logvar-min", "-3.5"],
+    ),
     "recipe-floor-0.2": (
         "recipe-ungrouped with the log-variance floor at -3.2 (sigma 0.2)",
         [*K4_DETERMINISTIC, "--max-length", "1024", "--logvar-min", "-3.2"],
