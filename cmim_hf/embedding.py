@@ -32,7 +32,14 @@ import pyarrow.parquet as pq
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
+from transformers import (
+    MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING,
+    AutoConfig,
+    AutoModel,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 
 from . import chem
 from .chem import InvalidRow, InvalidSmilesError
@@ -220,7 +227,9 @@ def load_model_and_tokenizer(name_or_path: str | os.PathLike) -> tuple[PreTraine
     except (OSError, ValueError, KeyError) as err:
         raise CheckpointError(f"cannot read the model config of {name_or_path}: {one_line(err)}") from None
     # a seq2seq LM when the architecture has one, else its base encoder-decoder
-    model_class = AutoModelForSeq2SeqLM if type(config) in AutoModelForSeq2SeqLM._model_mapping else AutoModel
+    model_class = (
+        AutoModelForSeq2SeqLM if type(config) in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING else AutoModel
+    )
     model = load_weights_strictly(model_class, name_or_path, config=config, dtype=torch.float32)
     folder = Path(name_or_path)
     if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):

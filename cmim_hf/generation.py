@@ -174,7 +174,7 @@ def load_weights_strictly(
         raise CheckpointError(f"cannot load the model from {name_or_path}: {detail}") from None
     finally:
         transformers_logging.set_verbosity(verbosity)
-    missing = sorted(k for k in info.get("missing_keys", ()) if not any(f in k for f in fresh))
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(tuple(fresh)))
     mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
     if missing or mismatched:
         kind = f"{type(model).__name__} (model_type {model.config.model_type!r})"
