@@ -155,7 +155,7 @@ def load_weights_strictly(
     and the class does not use are allowed (a language-model head read by a base model).
 
     Args:
-        fresh: name prefixes allowed to start fresh (a new task head, e.g. ``"classification_head"``).
+        fresh: name prefixes allowed to start fresh (a new task head, e.g. ``"classifier."``).
 
     Raises:
         CheckpointError: the checkpoint cannot be read, or its weights do not fit ``model_class``.
