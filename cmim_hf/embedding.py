@@ -43,6 +43,7 @@ from transformers import (
 
 from . import chem
 from .chem import InvalidRow, InvalidSmilesError
+from .distributed import destroy_process_group_safely
 from .errors import InputError, one_line
 from .generation import TOKENIZER_FILES, CheckpointError, check_tokenizer_matches, load_weights_strictly
 from .outputs import check_output_path
@@ -281,7 +282,7 @@ def _process_group(world: int) -> Iterator[None]:
         yield
     finally:
         if created:
-            torch.distributed.destroy_process_group()
+            destroy_process_group_safely()
 
 
 class CMIMEmbedder:

@@ -27,6 +27,7 @@ from transformers import TrainerCallback, set_seed
 from .chem import SMILES_NORMALIZATIONS
 from .configuration_cmim import CMIMConfig
 from .corpus import CorpusError, load_smiles_corpus, tokenize_corpus, write_skip_report
+from .distributed import leave_process_group
 from .errors import InputError, one_line, run_with_error_boundary
 from .generation import fit_aggregate_posterior
 from .modeling_cmim import CMIMForConditionalGeneration
@@ -462,17 +463,6 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         (output_dir / "pretrain_results.json").write_text(json.dumps(record, indent=2, default=str))
     leave_process_group()
     return record
-
-
-def leave_process_group() -> None:
-    """In a multi-process run, wait for every rank, then tear the process group down. A gloo group
-    left to interpreter exit can abort a rank that has finished its work ("terminate called
-    without an active exception", exit code -6), and the launcher then reports the run failed."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:

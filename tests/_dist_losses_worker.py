@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from cmim_hf.distributed import destroy_process_group_safely
 from cmim_hf.losses import cmim_contrastive_loss, gather_with_grad, infonce_loss
 
 
@@ -102,7 +103,7 @@ def main() -> None:
         torch.save(results, workdir / f"result_{rank}.pt")
         dist.barrier()  # neither rank tears gloo down while its peer still talks to it
     finally:
-        dist.destroy_process_group()
+        destroy_process_group_safely()  # cmim_hf.distributed: no deadlock with gloo workers
 
 
 if __name__ == "__main__":
