@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--max-new-tokens",
         type=int,
         default=128,
-        help="longest decode (at most the position table): a code off the manifold can decode without <eos>",
+        help="longest decode (capped at the position table): a code off the manifold can decode without <eos>",
     )
     parser.add_argument("--novelty-reference", type=Path, help="training molecules, for novelty")
     parser.add_argument("--novelty-rows", type=int, help="use the first N rows of the reference")
@@ -124,7 +124,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     model, tokenizer = load_model_for_generation(args.model)
-    max_new_tokens = min(args.max_new_tokens, model.config.max_position_embeddings - 1)
     held_out = list(load_smiles_corpus(args.eval_file, limit=args.n)["smiles"])
     known = None
     if args.novelty_reference is not None:
@@ -132,26 +131,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             list(load_smiles_corpus(args.novelty_reference, limit=args.novelty_rows)["smiles"])
         )
     aggregate = AggregatePosterior.load(args.model)
+    priors = (
+        {"aggregate": aggregate, "standard normal": None}
+        if aggregate is not None
+        else {"standard normal": None}
+    )
     _, logvar = encode_posterior(model, tokenizer, held_out)
     rows = []
     for scale in (float(s) for s in args.scales.split(",")):
-        if aggregate is not None:
+        for name, prior in priors.items():
             result = sample_prior(
-                model,
-                tokenizer,
-                args.n,
-                scale,
-                args.seed,
-                max_new_tokens=max_new_tokens,
-                prior=aggregate,
+                model, tokenizer, args.n, scale, args.seed, max_new_tokens=args.max_new_tokens, prior=prior
             )
-            rows.append(sampler_row("aggregate", scale, result, known))
-        result = sample_prior(model, tokenizer, args.n, scale, args.seed, max_new_tokens=max_new_tokens)
-        rows.append(sampler_row("standard normal", scale, result, known))
+            rows.append(sampler_row(name, scale, result, known))
     seeds = held_out[: max(1, args.n // 10)]
     for radius in (float(r) for r in args.radii.split(",")):
         result = sample_neighbourhood(
-            model, tokenizer, seeds, 10, radius, args.seed, max_new_tokens=max_new_tokens
+            model, tokenizer, seeds, 10, radius, args.seed, max_new_tokens=args.max_new_tokens
         )
         rows.append(sampler_row("neighbourhood", radius, result, known))
     record = {

@@ -592,10 +592,10 @@ def decode_latents(
     """Decode latent codes (N, K, L) to N SMILES strings (greedy or beam search, no sampling).
 
     Args:
-        max_new_tokens: longest decode (default: ``DEFAULT_MAX_NEW_TOKENS`` = 256, or the model's
-            ``max_position_embeddings - 1`` when smaller).
+        max_new_tokens: longest decode (default: ``DEFAULT_MAX_NEW_TOKENS`` = 256), never more than
+            the position table holds (``max_position_embeddings - 1``).
     """
-    max_new_tokens = max_new_tokens or min(DEFAULT_MAX_NEW_TOKENS, model.config.max_position_embeddings - 1)
+    max_new_tokens = min(max_new_tokens or DEFAULT_MAX_NEW_TOKENS, model.config.max_position_embeddings - 1)
     smiles: list[str] = []
     with _inference(model):
         for part in _batches(len(z), batch_size):

@@ -307,3 +307,5 @@ def test_default_decode_length_is_capped(tokenizer, monkeypatch, positions: int,
     assert seen == [expected]
     sample_prior(model, tokenizer, 3, seed=0, max_new_tokens=7)
     assert seen[-1] == 7
+    sample_prior(model, tokenizer, 3, seed=0, max_new_tokens=10_000)  # never past the position table
+    assert seen[-1] == positions - 1

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cmim_hf import DEFAULT_CHECKPOINT, SHIPPED_MODEL
+from cmim_hf import SHIPPED_MODEL, resolve_checkpoint
 from cmim_hf.data import BUILTIN_TASKS, SPLIT_KINDS, TASK_TYPES, DataError, MoleculeTask, load_table_task
 from cmim_hf.errors import InputError, one_line, run_with_error_boundary
 from cmim_hf.evaluation.benchmark import run_benchmark
@@ -96,9 +96,8 @@ def _featurizers(models: list[str], embeddings: list[str], batch_size: int) -> d
         if model.lower() in BUILTIN_FEATURIZERS:
             featurizers[model.lower()] = model.lower()
         elif model == SHIPPED_MODEL or Path(model).is_dir():
-            folder, label = (
-                (DEFAULT_CHECKPOINT, SHIPPED_MODEL) if model == SHIPPED_MODEL else (model, Path(model).name)
-            )
+            folder = resolve_checkpoint(model)
+            label = SHIPPED_MODEL if model == SHIPPED_MODEL else Path(model).name
             check_checkpoint_folder(folder)  # names a missing or damaged file before any work
             for embedding in embeddings:
                 featurizers[f"{label}[{embedding}]"] = CMIMFeaturizer(folder, embedding, batch_size)
