@@ -178,7 +178,12 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         default="learned",
         help="learned: predicted log-variance; sampled: MolMIM's dense latent (log-variance drawn per molecule)",
     )
-    model.add_argument("--logvar-min", type=float, default=-6.0, help="floor of the posterior log-variance")
+    model.add_argument(
+        "--logvar-min",
+        type=float,
+        help="floor of the posterior log-variance (default -6.0; with --init-from it replaces the "
+        "checkpoint's floor, which is kept otherwise)",
+    )
     model.add_argument("--dropout", type=float, default=0.0, help="dropout on residual branches")
     model.add_argument(
         "--max-length", type=int, default=128, help="max tokens per molecule incl. <bos>/<eos>"
@@ -232,6 +237,12 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         "--decoder-token-dropout", type=float, default=0.0, help="word dropout on decoder inputs"
     )
     train.add_argument(
+        "--posterior-floor-schedule",
+        metavar="STEP:SIGMA,...",
+        help="the posterior's floor sigma over the optimizer steps, piecewise linear (e.g. "
+        "'0:0.15,1500:0.15,2000:0.3' widens a warm-started latent); overrides --logvar-min",
+    )
+    train.add_argument(
         "--group-by-length",
         action="store_true",
         help="batch molecules of similar length together (less padding)",
@@ -277,7 +288,10 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_model(args: argparse.Namespace, tokenizer: CMIMTokenizer) -> CMIMForConditionalGeneration:
     if args.init_from:
-        return CMIMForConditionalGeneration.from_pretrained(args.init_from, dtype="float32")
+        model = CMIMForConditionalGeneration.from_pretrained(args.init_from, dtype="float32")
+        if args.logvar_min is not None:
+            model.config.logvar_min = args.logvar_min
+        return model
     config = CMIMConfig(
         vocab_size=len(tokenizer),
         hidden_size=args.hidden_size,
@@ -288,7 +302,7 @@ def build_model(args: argparse.Namespace, tokenizer: CMIMTokenizer) -> CMIMForCo
         num_latents=args.num_latents,
         latent_size=args.latent_size,
         posterior=args.posterior,
-        logvar_min=args.logvar_min,
+        logvar_min=-6.0 if args.logvar_min is None else args.logvar_min,
         dropout=args.dropout,
         max_position_embeddings=args.max_length,
         position_embedding_type=args.position_embedding,
@@ -385,6 +399,7 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         deterministic_steps=args.deterministic_steps,
         posterior_lr_multiplier=args.posterior_lr_multiplier,
         decoder_token_dropout=args.decoder_token_dropout,
+        posterior_floor_schedule=args.posterior_floor_schedule,
         train_sampling_strategy="group_by_length"
         if args.group_by_length and not args.streaming
         else "random",

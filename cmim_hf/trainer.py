@@ -12,6 +12,7 @@ so that gradient accumulation and multi-process training give the gradients of o
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,39 @@ from .streaming import StreamingSmilesCorpus
 
 OBJECTIVES = ("cmim", "mim", "infonce", "ae")
 LOSS_COMPONENTS = ("reconstruction", "latent", "contrastive", "total")
+
+
+def parse_floor_schedule(text: str) -> list[tuple[int, float]]:
+    """``"0:0.15,1500:0.15,2000:0.3"`` -> ``[(0, 0.15), (1500, 0.15), (2000, 0.3)]``: optimizer steps
+    (strictly increasing) and posterior-floor standard deviations in (0, 1), as ``logvar_min`` < 0.
+
+    Raises:
+        ValueError: naming the malformed point.
+    """
+    points = []
+    for item in text.split(","):
+        step_text, _, sigma_text = item.strip().partition(":")
+        try:
+            point = (int(step_text), float(sigma_text))
+        except ValueError:
+            raise ValueError(f"posterior floor schedule: {item.strip()!r} is not STEP:SIGMA") from None
+        if point[0] < 0 or not 0.0 < point[1] < 1.0:
+            raise ValueError(f"posterior floor schedule: {item.strip()!r} needs STEP >= 0 and 0 < SIGMA < 1")
+        if points and point[0] <= points[-1][0]:
+            raise ValueError("posterior floor schedule: steps must increase")
+        points.append(point)
+    return points
+
+
+def floor_sigma_at(schedule: Sequence[tuple[int, float]], step: int) -> float:
+    """Posterior-floor sigma at optimizer ``step``: piecewise linear between the schedule's points,
+    constant before the first and after the last."""
+    if step <= schedule[0][0]:
+        return schedule[0][1]
+    for (step_a, sigma_a), (step_b, sigma_b) in zip(schedule, schedule[1:]):
+        if step < step_b:
+            return sigma_a + (sigma_b - sigma_a) * (step - step_a) / (step_b - step_a)
+    return schedule[-1][1]
 
 
 def launched_as_cpu_processes() -> bool:
@@ -82,6 +116,13 @@ class CMIMTrainingArguments(TrainingArguments):
         default=0.0,
         metadata={"help": "probability of replacing each teacher-forced decoder input token by <mask>"},
     )
+    posterior_floor_schedule: str | None = field(
+        default=None,
+        metadata={
+            "help": "STEP:SIGMA,...: the posterior's floor standard deviation, piecewise linear in the "
+            "optimizer step (sets config.logvar_min = 2 ln SIGMA each step; saved with each checkpoint)"
+        },
+    )
 
     def __post_init__(self):
         if launched_as_cpu_processes():
@@ -103,6 +144,8 @@ class CMIMTrainingArguments(TrainingArguments):
             raise ValueError(f"posterior_lr_multiplier must be positive, got {self.posterior_lr_multiplier}")
         if not 0.0 <= self.decoder_token_dropout < 1.0:
             raise ValueError(f"decoder_token_dropout must be in [0, 1), got {self.decoder_token_dropout}")
+        if self.posterior_floor_schedule is not None:
+            parse_floor_schedule(self.posterior_floor_schedule)
 
 
 @dataclass
@@ -156,6 +199,8 @@ class CMIMTrainer(Trainer):
             raise TypeError("CMIMTrainer needs CMIMTrainingArguments")
         # running per-component sums and the molecule count, kept on the device (no sync per step)
         self._component_totals: torch.Tensor | None = None
+        schedule = self.args.posterior_floor_schedule
+        self._floor_schedule = parse_floor_schedule(schedule) if schedule else None
 
     # --- loss ------------------------------------------------------------------------------------
 
@@ -211,6 +256,11 @@ class CMIMTrainer(Trainer):
             "total": total,
         }
 
+    def apply_floor_schedule(self) -> None:
+        """Set the posterior floor (``config.logvar_min``) of the current step's schedule point."""
+        sigma = floor_sigma_at(self._floor_schedule, self.state.global_step)
+        self.model.config.logvar_min = 2.0 * math.log(sigma)
+
     def in_deterministic_phase(self) -> bool:
         """True while training decodes z = mu (the first ``deterministic_steps`` optimizer steps)."""
         return self.state.global_step < self.args.deterministic_steps
@@ -237,6 +287,8 @@ class CMIMTrainer(Trainer):
             inputs.update(self._dropped_decoder_inputs(inputs))
         if model.training and self.in_deterministic_phase():
             inputs["sample_latent"] = False
+        if model.training and self._floor_schedule is not None:
+            self.apply_floor_schedule()
         outputs = model(**inputs)
         losses = self.per_molecule_losses(outputs, labels)
         if num_items_in_batch is None:  # evaluation, or a plain call: mean over this batch
@@ -282,6 +334,8 @@ class CMIMTrainer(Trainer):
             for name, value in zip(LOSS_COMPONENTS, (totals[:-1] / totals[-1]).tolist()):
                 logs[f"loss/{name}"] = value
             logs["latent_weight"] = self.latent_weight_now()
+            if self._floor_schedule is not None:
+                logs["posterior_floor_sigma"] = math.exp(0.5 * self.model.config.logvar_min)
             self._component_totals = None
         super().log(logs, start_time)
 
