@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -160,3 +161,21 @@ def test_fewer_usable_molecules_than_one_batch_is_an_error(tmp_path, capsys) -> 
     err = capsys.readouterr().err
     assert "5 usable molecules (2 skipped" in err and "fewer than one batch of 8" in err
     assert not (run / "final").exists()
+
+
+def test_warm_start_keeps_or_replaces_the_posterior_floor(tmp_path) -> None:
+    """--init-from keeps the checkpoint's floor; --logvar-min or a floor schedule replaces it."""
+    corpus = write_corpus(tmp_path / "train.csv", 32, [])
+    common = ["--train-file", str(corpus), *TINY, "--max-steps", "2", "--prior-molecules", "0"]
+    assert main([*common, "--logvar-min", "-5", "--output-dir", str(tmp_path / "start")]) == 0
+    start = str(tmp_path / "start" / "final")
+
+    def final_floor(run: str, *extra: str) -> float:
+        assert main([*common, "--init-from", start, "--output-dir", str(tmp_path / run), *extra]) == 0
+        return json.loads((tmp_path / run / "final" / "config.json").read_text())["logvar_min"]
+
+    assert final_floor("kept") == -5.0
+    assert final_floor("replaced", "--logvar-min", "-3") == -3.0
+    assert final_floor("scheduled", "--posterior-floor-schedule", "0:0.2,1:0.3") == pytest.approx(
+        2 * math.log(0.3)
+    )

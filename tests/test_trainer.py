@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -16,7 +17,13 @@ from datasets import Dataset
 
 from cmim_hf import CMIMForConditionalGeneration, prepare_decoder_inputs
 from cmim_hf.losses import amim_latent_loss, cmim_contrastive_loss, sequence_cross_entropy
-from cmim_hf.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
+from cmim_hf.trainer import (
+    CMIMDataCollator,
+    CMIMTrainer,
+    CMIMTrainingArguments,
+    floor_sigma_at,
+    parse_floor_schedule,
+)
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -157,6 +164,50 @@ def test_training_logs_step_averaged_components(tmp_path, tokenizer) -> None:
         assert set(entry) >= {"loss/reconstruction", "loss/latent", "loss/contrastive", "latent_weight"}
         assert entry["loss/reconstruction"] > 0 and entry["loss/contrastive"] >= 0
         assert entry["loss/total"] == pytest.approx(entry["loss"], rel=1e-3)
+
+
+def test_floor_schedule_is_piecewise_linear() -> None:
+    schedule = parse_floor_schedule("10:0.1, 20:0.1, 30:0.3")
+    assert schedule == [(10, 0.1), (20, 0.1), (30, 0.3)]
+    steps = (0, 10, 15, 20, 25, 30, 1000)
+    assert [floor_sigma_at(schedule, s) for s in steps] == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.2, 0.3, 0.3])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("0:0.1,0:0.2", "steps must increase"), ("0:1.5", "0 < SIGMA < 1"), ("0.1", "is not STEP:SIGMA")],
+)
+def test_floor_schedule_rejects_malformed_points(tmp_path, text, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_args(tmp_path, posterior_floor_schedule=text)
+
+
+def test_training_follows_the_floor_schedule(tmp_path, tokenizer) -> None:
+    """Each step clamps the posterior at the schedule's sigma; the log and the saved config show it."""
+    trainer = make_trainer(
+        tmp_path,
+        tokenizer,
+        max_steps=3,
+        per_device_train_batch_size=2,
+        posterior_floor_schedule="0:0.1,2:0.3",
+    )
+    floors = []
+    encoder_forward = trainer.model.model.encoder.forward
+
+    def recording_forward(*args, **kwargs):
+        output = encoder_forward(*args, **kwargs)
+        floors.append(output.z_logvar.min().item())
+        return output
+
+    trainer.model.model.encoder.forward = recording_forward
+    trainer.train()
+    # steps 0, 1, 2 train at sigma 0.1, 0.2, 0.3; every posterior sits at its floor (a fresh model)
+    assert floors == pytest.approx([2 * math.log(0.1), 2 * math.log(0.2), 2 * math.log(0.3)], abs=1e-5)
+    logged = [e["posterior_floor_sigma"] for e in trainer.state.log_history if "posterior_floor_sigma" in e]
+    assert logged == pytest.approx([0.1, 0.2, 0.3])
+    trainer.save_model(str(tmp_path / "saved"))
+    saved = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert saved["logvar_min"] == pytest.approx(2 * math.log(0.3))
 
 
 def test_evaluate_reports_greedy_reconstruction_accuracy(tmp_path, tokenizer) -> None:
