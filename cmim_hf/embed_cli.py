@@ -16,12 +16,13 @@ import pyarrow.parquet as pq
 
 from . import resolve_checkpoint
 from .chem import SMILES_NORMALIZATIONS
-from .embedding import CMIMEmbedder, file_smiles_column
+from .embedding import CMIMEmbedder, embedding_device, file_smiles_column
 from .errors import InputError, one_line, run_with_error_boundary
 from .generation import CheckpointError, check_checkpoint_folder
 from .outputs import check_output_path
 from .pipelines import SOURCES, validate_options
 from .pooling import LAYER_MODES, POOLING_MODES, LayerSpec
+from .precision import COMPUTE_DTYPES, command_compute_dtype
 
 
 def parse_layers(text: str) -> LayerSpec:
@@ -86,6 +87,13 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument(
+        "--dtype",
+        choices=tuple(COMPUTE_DTYPES),
+        default="float32",
+        help="compute precision: bfloat16 runs the matmuls in bf16 (autocast; float32 weights and "
+        "output) where the CPU/GPU has fast bf16, and falls back to float32 with a note elsewhere",
+    )
+    parser.add_argument(
         "--smiles-normalization",
         choices=("checkpoint", *SMILES_NORMALIZATIONS),
         default="checkpoint",
@@ -147,6 +155,7 @@ def run_embed_command(args: argparse.Namespace) -> int:
             on_invalid="nan",
             chunk_size=args.chunk_size,
             progress=False if args.no_progress else None,
+            dtype=command_compute_dtype(args.dtype, embedding_device(args.device), "embed"),
         )
     except CheckpointError as err:  # a tokenizer that does not match the model
         return _fail(str(err), 2)

@@ -49,6 +49,7 @@ from .generation import TOKENIZER_FILES, CheckpointError, check_tokenizer_matche
 from .outputs import check_output_path
 from .pipelines import Source, compute_embeddings, is_cmim_model, validate_options
 from .pooling import LayerSpec, PoolingMode
+from .precision import autocast_to, resolve_compute_dtype
 from .tokenization_cmim import CMIMTokenizer
 
 InvalidPolicy = Literal["raise", "nan", "skip"]
@@ -285,6 +286,14 @@ def _process_group(world: int) -> Iterator[None]:
             destroy_process_group_safely()
 
 
+def embedding_device(device: str | torch.device | None) -> torch.device:
+    """``device``, or by default CUDA (this process's ``LOCAL_RANK``) if available, else the CPU."""
+    if device is None:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
 class CMIMEmbedder:
     """Embed many SMILES with a cMIM (or any seq2seq) model; rows stay aligned with the input.
 
@@ -303,6 +312,10 @@ class CMIMEmbedder:
         on_invalid: "raise", "nan" or "skip" (see module docstring).
         chunk_size: rows validated, tokenized and length-sorted together; bounds memory.
         progress: show a tqdm bar; None shows one for inputs of 2048 rows or more.
+        dtype: compute precision, ``torch.float32`` (default) or ``torch.bfloat16`` (also as the
+            names "float32" / "bfloat16"): bf16 autocast, weights kept in float32, embeddings
+            returned as float32; float32 with a warning where the device lacks fast bf16
+            (``cmim_hf.precision``).
 
     Example:
 
@@ -326,6 +339,7 @@ class CMIMEmbedder:
         on_invalid: InvalidPolicy = "raise",
         chunk_size: int = 16384,
         progress: bool | None = None,
+        dtype: torch.dtype | str | None = None,
     ) -> None:
         validate_options(source, layers, pooling)
         if on_invalid not in INVALID_POLICIES:
@@ -341,10 +355,8 @@ class CMIMEmbedder:
             tokenizer = CMIMTokenizer()
         if (include_latent or source == "latent") and not is_cmim_model(model):
             raise ValueError("source='latent' and include_latent=True need a cMIM model")
-        if device is None:
-            local_rank = int(os.environ.get("LOCAL_RANK", 0))
-            device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = embedding_device(device)
+        self.compute_dtype = resolve_compute_dtype(dtype, self.device)
         self.model = model.to(device=self.device, dtype=torch.float32).eval()
         self.tokenizer = tokenizer
         self.options: dict[str, Any] = {
@@ -382,14 +394,15 @@ class CMIMEmbedder:
     @torch.inference_mode()
     def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
         """(B, T) padded batch -> (B, D) float32 numpy."""
-        embeddings = compute_embeddings(
-            self.model,
-            input_ids.to(self.device),
-            attention_mask.to(self.device),
-            pad_token_id=self.pad_token_id,
-            **self.options,
-        )
-        return embeddings.cpu().numpy()
+        with autocast_to(self.compute_dtype, self.device):
+            embeddings = compute_embeddings(
+                self.model,
+                input_ids.to(self.device),
+                attention_mask.to(self.device),
+                pad_token_id=self.pad_token_id,
+                **self.options,
+            )
+        return embeddings.float().cpu().numpy()
 
     def _prepare(self, values: list[Any], start: int) -> tuple[list[int], list[str], list[InvalidRow]]:
         """Validate (and normalize) one chunk -> (valid positions, strings to embed, invalid rows)."""

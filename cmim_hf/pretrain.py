@@ -31,6 +31,7 @@ from .distributed import leave_process_group
 from .errors import InputError, one_line, run_with_error_boundary
 from .generation import fit_aggregate_posterior
 from .modeling_cmim import CMIMForConditionalGeneration
+from .precision import command_compute_dtype
 from .streaming import (
     StreamingSmilesCorpus,
     StreamPositionCallback,
@@ -276,6 +277,12 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace the run --output-dir holds (its checkpoints, final/ and results); refused otherwise",
     )
+    train.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast (the Trainer's bf16; matmuls in bf16, weights and optimizer in float32) "
+        "where the CPU/GPU runs bf16 fast; elsewhere a note and float32",
+    )
     train.add_argument("--report-to", default="none", help="Trainer loggers, e.g. tensorboard")
     train.add_argument(
         "--prior-molecules",
@@ -310,6 +317,13 @@ def build_model(args: argparse.Namespace, tokenizer: CMIMTokenizer) -> CMIMForCo
     )
     config.vocab_fingerprint = vocabulary_fingerprint(tokenizer)
     return CMIMForConditionalGeneration(config)
+
+
+def bf16_is_fast_here() -> bool:
+    """Whether this process's training device runs bf16 fast; says so in one line when not."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    return command_compute_dtype("bfloat16", device, "pretrain") == torch.bfloat16
 
 
 def tokenized_training_set(
@@ -421,6 +435,8 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         data_seed=args.seed,
         report_to=args.report_to,
+        bf16=args.bf16 and bf16_is_fast_here(),
+        use_cpu=not torch.cuda.is_available(),  # the Trainer's CPU bf16 needs it said
         dataloader_drop_last=True,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps host-to-GPU copies
     )

@@ -69,6 +69,16 @@ def floor_sigma_at(schedule: Sequence[tuple[int, float]], step: int) -> float:
     return schedule[-1][1]
 
 
+def outputs_in_float32(outputs: Any) -> Any:
+    """``outputs`` with its logits and latent tensors cast to float32 (in place; bf16 autocast
+    leaves them in bfloat16), so that every loss is computed in float32."""
+    for name in ("logits", "z", "z_mean", "z_logvar"):
+        value = getattr(outputs, name, None)
+        if value is not None and value.dtype != torch.float32:
+            setattr(outputs, name, value.float())
+    return outputs
+
+
 def launched_as_cpu_processes() -> bool:
     """True when a launcher started several processes (``WORLD_SIZE`` > 1) and there is no CUDA."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
@@ -290,7 +300,8 @@ class CMIMTrainer(Trainer):
         if model.training and self._floor_schedule is not None:
             self.apply_floor_schedule()
         outputs = model(**inputs)
-        losses = self.per_molecule_losses(outputs, labels)
+        with torch.autocast(labels.device.type, enabled=False):  # under --bf16: losses in float32
+            losses = self.per_molecule_losses(outputs_in_float32(outputs), labels)
         if num_items_in_batch is None:  # evaluation, or a plain call: mean over this batch
             loss = losses["total"].mean()
         else:  # sum / molecules of the accumulated global batch; DDP averages over processes
