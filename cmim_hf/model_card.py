@@ -26,11 +26,13 @@ with ``hf auth login``)::
 
     hf upload <user>/<model-name> <folder> .
 
-(equivalently ``HfApi().upload_folder(repo_id=..., folder_path=folder)``). Don't use
-``model.push_to_hub``: it uploads a template README, not this card.
+(equivalently ``HfApi().upload_folder(repo_id=..., folder_path=folder)``). A model loaded from such
+a folder can also ``model.push_to_hub(repo_id)``: while its weights are the folder's, the upload
+carries the folder's card, tokenizer and aggregate posterior (``CMIMPreTrainedModel``), not
+Transformers' template card.
 
-:func:`create_cmim_model_card` is ``CMIMTrainer.create_model_card``: ``Trainer.push_to_hub``
-calls it before uploading ``output_dir``.
+:func:`create_cmim_model_card` is ``CMIMTrainer.create_model_card``: ``CMIMTrainer.push_to_hub``
+calls it before uploading ``output_dir``, with an aggregate posterior fitted to the training set.
 """
 
 from __future__ import annotations

@@ -12,8 +12,10 @@ The model computes only the reconstruction loss; the A-MIM and contrastive terms
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -605,6 +607,17 @@ REMOTE_CODE_AUTO_MAP = {
     "AutoModelForSequenceClassification": "modeling_cmim.CMIMForSequenceClassification",
 }
 
+CHECKPOINT_COMPANION_FILES = (
+    "README.md",
+    "aggregate_posterior.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenization_cmim.py",
+)
+"""Files of a cMIM checkpoint folder besides what ``save_pretrained`` writes: the measured card, the
+sampling prior and the tokenizer (with its remote code). ``push_to_hub`` uploads them with unchanged weights."""
+
 
 class CMIMPreTrainedModel(PreTrainedModel):
     config: CMIMConfig
@@ -631,6 +644,36 @@ class CMIMPreTrainedModel(PreTrainedModel):
 
             add_pipeline_to_checkpoint(save_directory)
         return result
+
+    def _upload_modified_files(self, working_dir, repo_id: str, *args, **kwargs):
+        """``push_to_hub``'s upload of the folder it saved into ``working_dir``, plus what a cMIM
+        checkpoint carries besides its weights: when this model still has the weights of the local
+        folder it was loaded from, that folder's measured model card (README.md, in place of the
+        template Transformers writes), tokenizer files and aggregate posterior go up with it. A
+        model whose weights changed since loading is pushed as Transformers does (the old card
+        and prior describe other weights)."""
+        source = self._unchanged_source_folder()
+        if source is not None:
+            for name in CHECKPOINT_COMPANION_FILES:
+                if (source / name).is_file():
+                    shutil.copyfile(source / name, Path(working_dir) / name)
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
+
+    def _unchanged_source_folder(self) -> Path | None:
+        """The local folder this model was loaded from, if its weights are still exactly those of
+        the folder's ``model.safetensors``; else None."""
+        source = Path(str(getattr(self, "name_or_path", "") or ""))
+        weights = source / "model.safetensors"
+        if not weights.is_file():
+            return None
+        from safetensors.torch import load_file
+
+        current = self.state_dict()
+        saved = load_file(str(weights))
+        unchanged = all(
+            name in current and torch.equal(current[name].cpu(), tensor) for name, tensor in saved.items()
+        )
+        return source if unchanged else None
 
     def _return_dict(self, return_dict: bool | None) -> bool:
         """``return_dict`` as given, else the config's; ``False`` returns the output as a tuple."""

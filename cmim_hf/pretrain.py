@@ -40,7 +40,7 @@ from .streaming import (
     reported_rows,
 )
 from .tokenization_cmim import CMIMTokenizer, vocabulary_fingerprint
-from .trainer import OBJECTIVES, CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
+from .trainer import OBJECTIVES, CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments, first_training_smiles
 
 
 class RunFolderError(InputError):
@@ -344,13 +344,6 @@ def tokenized_training_set(
         flush=True,
     )
     return train_set
-
-
-def first_training_smiles(train_data: datasets.Dataset | StreamingSmilesCorpus, n: int) -> list[str]:
-    """The first ``n`` usable training molecules (fewer if the corpus has fewer)."""
-    if isinstance(train_data, StreamingSmilesCorpus):
-        return train_data.first_usable_smiles(n)
-    return train_data.select(range(min(n, len(train_data))))["smiles"]
 
 
 def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,6 +68,14 @@ def floor_sigma_at(schedule: Sequence[tuple[int, float]], step: int) -> float:
         if step < step_b:
             return sigma_a + (sigma_b - sigma_a) * (step - step_a) / (step_b - step_a)
     return schedule[-1][1]
+
+
+def first_training_smiles(train_data: Any, n: int) -> list[str]:
+    """The first ``n`` usable molecules of a training set (a :class:`StreamingSmilesCorpus` or a
+    dataset with a ``"smiles"`` column; fewer if it has fewer)."""
+    if isinstance(train_data, StreamingSmilesCorpus):
+        return train_data.first_usable_smiles(n)
+    return train_data.select(range(min(n, len(train_data))))["smiles"]
 
 
 def outputs_in_float32(outputs: Any) -> Any:
@@ -349,6 +358,22 @@ class CMIMTrainer(Trainer):
                 logs["posterior_floor_sigma"] = math.exp(0.5 * self.model.config.logvar_min)
             self._component_totals = None
         super().log(logs, start_time)
+
+    def push_to_hub(self, *args, prior_molecules: int = 20000, **kwargs):
+        """``Trainer.push_to_hub`` (model, tokenizer, remote code and the measured card of
+        :meth:`create_model_card`), with the aggregate posterior (``cmim sample``'s default prior)
+        fitted to the first ``prior_molecules`` training molecules (0: none) in the upload."""
+        smiles_column = getattr(self.train_dataset, "column_names", None) or []
+        has_smiles = isinstance(self.train_dataset, StreamingSmilesCorpus) or "smiles" in smiles_column
+        if self.is_world_process_zero() and prior_molecules >= 2 and has_smiles:
+            from .generation import fit_aggregate_posterior
+
+            smiles = first_training_smiles(self.train_dataset, prior_molecules)
+            source = f"first {len(smiles)} training molecules"
+            prior = fit_aggregate_posterior(self.model, self.processing_class, smiles, source=source)
+            Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
+            prior.save(self.args.output_dir)
+        return super().push_to_hub(*args, **kwargs)
 
     def create_model_card(self, **kwargs) -> None:
         """Write the cMIM model card (measured results only) instead of the Trainer's generic one."""
