@@ -15,20 +15,32 @@ Ways in:
   task is left untouched.
 - `pipeline("feature-extraction", model=..., pipeline_class=InformativeFeatureExtractionPipeline)`.
 
-This module imports only torch, transformers and `.pooling`, because it is copied into saved
-checkpoints and must load there without `cmim_hf` installed.
+Generation (`CMIMGenerationPipeline`, cMIM only) replaces the `text2text-generation` task that
+Transformers 5.x removed: `pipeline("cmim-generation", model=<cMIM checkpoint dir>,
+trust_remote_code=True)` reconstructs molecules, samples new ones from the checkpoint's aggregate
+posterior and explores the neighbourhood of given ones. A checkpoint names both pipelines, so
+`pipeline(model=...)` without a task cannot pick one: name the task.
+
+This module imports only torch, safetensors, transformers, `.pooling` and `.smiles_normalization`
+(RDKit when installed),
+because it is copied into saved checkpoints and must load there without `cmim_hf` installed.
+Without RDKit, inputs are used as written (see `normalize_for_model`) and `valid` is None.
 """
 
+import functools
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForSeq2SeqLM, Pipeline, PreTrainedModel
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines import PIPELINE_REGISTRY
-from transformers.utils import logging
+from transformers.pipelines.base import pad_collate_fn
+from transformers.utils import cached_file, logging
 
 from .pooling import (
     LAYER_MODES,
@@ -39,6 +51,7 @@ from .pooling import (
     pool_hidden_states,
     right_align,
 )
+from .smiles_normalization import is_valid_smiles, normalize_for_model, parse_with_rdkit, rdkit_chem
 
 logger = logging.get_logger(__name__)
 
@@ -48,14 +61,33 @@ SOURCES: tuple[str, ...] = ("decoder", "latent", "encoder")
 INFORMATIVE_TASK = "informative-feature-extraction"
 """Task name under which `register_pipelines()` makes the pipeline reachable for any model."""
 
+GENERATION_TASK = "cmim-generation"
+"""Task name of `CMIMGenerationPipeline`, in a cMIM checkpoint and in `register_pipelines()`."""
+
 CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
     "feature-extraction": {
         "impl": "pipelines.InformativeFeatureExtractionPipeline",
         "pt": ["AutoModelForSeq2SeqLM", "AutoModel"],
         "type": "text",
-    }
+    },
+    GENERATION_TASK: {
+        "impl": "pipelines.CMIMGenerationPipeline",
+        "pt": ["AutoModelForSeq2SeqLM"],
+        "type": "text",
+    },
 }
-"""The `custom_pipelines` entry of a cMIM checkpoint's config.json."""
+"""The `custom_pipelines` entry of a cMIM checkpoint's config.json (other seq2seq checkpoints
+get only "feature-extraction")."""
+
+GenerationMode = Literal["reconstruct", "sample", "neighbours"]
+GENERATION_MODES: tuple[str, ...] = ("reconstruct", "sample", "neighbours")
+AGGREGATE_POSTERIOR_FILE = "aggregate_posterior.safetensors"
+"""A checkpoint's aggregate posterior N(mean, covariance) (float64 tensors "mean" (D,) and
+"covariance" (D, D), D = K * L), as `cmim_hf.generation.AggregatePosterior` writes it."""
+DEFAULT_GENERATION_BATCH_SIZE = 64
+DEFAULT_MAX_NEW_TOKENS = 256  # a code far from the training codes may never emit <eos>
+DEFAULT_RADIUS = 0.1  # neighbourhood radius, as in cmim_hf.generation
+CHOLESKY_JITTER = 1e-6  # added to the diagonal of a singular covariance, as cmim_hf.latent_stats does
 
 
 def is_cmim_model(model: PreTrainedModel) -> bool:
@@ -77,28 +109,6 @@ def validate_options(source: str, layers: LayerSpec, pooling: str) -> None:
         valid = isinstance(layers, (list, tuple)) and len(layers) > 0 and all(type(i) is int for i in layers)
     if not valid:
         raise ValueError(f"layers must be one of {LAYER_MODES}, an int or a list of ints, got {layers!r}")
-
-
-def normalize_for_model(smiles: str, scheme: str | None) -> str:
-    """``smiles`` written as the checkpoint's training SMILES were (``config.smiles_normalization``:
-    None/"none" as given, "canonical" or "canonical_nostereo" RDKit canonical SMILES with/without
-    stereo). Self-contained (this file ships as a checkpoint's remote code), so it imports RDKit
-    itself; ``cmim_hf.chem.normalize_smiles`` is the package's version of the same rule."""
-    if scheme in (None, "none"):
-        return smiles
-    try:
-        from rdkit import Chem, RDLogger
-    except ImportError as err:
-        raise ImportError(
-            f"this checkpoint writes its SMILES {scheme}: install rdkit, or pass normalize=False"
-        ) from err
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) and smiles.strip() else None
-    if mol is None:
-        raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}")
-    if scheme != "canonical":  # stereo removed; isotope labels kept, as cmim_hf.chem does
-        Chem.RemoveStereochemistry(mol)
-    return Chem.MolToSmiles(mol)
 
 
 def decoder_start_token_id(model: PreTrainedModel) -> int:
@@ -209,7 +219,27 @@ def compute_embeddings(
     return torch.cat(parts, dim=-1)
 
 
-class InformativeFeatureExtractionPipeline(Pipeline):
+class CheckpointPipeline(Pipeline):
+    """A text pipeline (tokenizer only) whose `save_pretrained` writes a checkpoint folder that
+    names this module's pipelines in its config.json (`add_pipeline_to_checkpoint`)."""
+
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = True
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save model and tokenizer; the folder then answers `pipeline("feature-extraction", ...,
+        trust_remote_code=True)` (and `pipeline("cmim-generation", ...)` for cMIM) with this
+        module's classes, not the task they were registered under."""
+        os.makedirs(save_directory, exist_ok=True)
+        self.model.save_pretrained(save_directory, **kwargs)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(save_directory, **kwargs)
+        add_pipeline_to_checkpoint(save_directory)
+
+
+class InformativeFeatureExtractionPipeline(CheckpointPipeline):
     """Feature extraction that returns one pooled vector per input.
 
     Works for cMIM and for any seq2seq model (T5, BART, `AutoModelForSeq2SeqLM`). Options, given
@@ -219,7 +249,8 @@ class InformativeFeatureExtractionPipeline(Pipeline):
     default True: write each SMILES as the checkpoint's training SMILES were, see
     `normalize_for_model`), `return_tensors`
     (False: list of floats; True or "pt": torch tensor (D,); "np": numpy array (D,)),
-    `truncation`, `tokenize_kwargs`. The model runs in float32 and eval mode.
+    `truncation`, `tokenize_kwargs`. The model runs in float32 and eval mode;
+    `pipeline(..., dtype=torch.bfloat16)` computes the matmuls in bf16 (autocast; float32 output).
 
     Example:
 
@@ -230,16 +261,14 @@ class InformativeFeatureExtractionPipeline(Pipeline):
     ```
     """
 
-    _load_processor = False
-    _load_image_processor = False
-    _load_feature_extractor = False
-    _load_tokenizer = True
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.model.dtype != torch.float32:
+        # dtype=torch.bfloat16 asks for bf16 compute: float32 weights with bf16 autocast (matmuls in
+        # bf16; LayerNorm, softmax and pooling in float32), float32 embeddings
+        self.compute_dtype = torch.bfloat16 if self.model.dtype == torch.bfloat16 else torch.float32
+        if self.model.dtype not in (torch.float32, torch.bfloat16):
             logger.warning(f"casting the model from {self.model.dtype} to float32 for embeddings")
-            self.model.to(torch.float32)
+        self.model.to(torch.float32)
         self.model.eval()
 
     def _sanitize_parameters(
@@ -301,17 +330,20 @@ class InformativeFeatureExtractionPipeline(Pipeline):
         include_latent: bool | None = None,
     ) -> dict[str, torch.Tensor]:
         """Embed a padded batch: (B, T) inputs -> {"embedding": (B, D) float32}."""
-        embedding = compute_embeddings(
-            self.model,
-            model_inputs["input_ids"],
-            model_inputs["attention_mask"],
-            source=source,
-            layers=layers,
-            pooling=pooling,
-            include_latent=include_latent,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        return {"embedding": embedding}
+        with torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.compute_dtype == torch.bfloat16
+        ):
+            embedding = compute_embeddings(
+                self.model,
+                model_inputs["input_ids"],
+                model_inputs["attention_mask"],
+                source=source,
+                layers=layers,
+                pooling=pooling,
+                include_latent=include_latent,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        return {"embedding": embedding.float()}
 
     def postprocess(
         self, model_outputs: dict[str, torch.Tensor], return_tensors: bool | str = False
@@ -324,23 +356,241 @@ class InformativeFeatureExtractionPipeline(Pipeline):
             return vector
         return vector.tolist()
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save model and tokenizer; the folder then answers `pipeline("feature-extraction", ...,
-        trust_remote_code=True)` with this class (not the task it was registered under)."""
-        os.makedirs(save_directory, exist_ok=True)
-        self.model.save_pretrained(save_directory, **kwargs)
-        if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(save_directory, **kwargs)
-        add_pipeline_to_checkpoint(save_directory)
+
+def load_aggregate_prior(checkpoint: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A checkpoint's aggregate posterior (`AGGREGATE_POSTERIOR_FILE`, in a local folder or a Hub
+    repository) as (mean (D,), lower Cholesky factor (D, D)) float64; None when it has none.
+    Reads the file `cmim_hf.generation.AggregatePosterior.save` writes, without `cmim_hf`."""
+    if not checkpoint:
+        return None
+    path = cached_file(str(checkpoint), AGGREGATE_POSTERIOR_FILE, _raise_exceptions_for_missing_entries=False)
+    if path is None:
+        return None
+    tensors = load_file(path)
+    mean, covariance = tensors["mean"].double(), tensors["covariance"].double()
+    factor, info = torch.linalg.cholesky_ex(covariance)
+    if info != 0:  # singular, e.g. dead latent dimensions
+        jitter = CHOLESKY_JITTER * torch.eye(len(covariance), dtype=covariance.dtype)
+        factor = torch.linalg.cholesky(covariance + jitter)
+    return mean, factor
+
+
+def sample_codes(
+    prior: tuple[torch.Tensor, torch.Tensor] | None,
+    n: int,
+    shape: tuple[int, int],
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """`n` latent codes (n, K, L) float32 from N(mean, L L^T) of a `load_aggregate_prior` result,
+    or from N(0, I) when `prior` is None; the same draws as `cmim_hf.generation.sample_prior`."""
+    if prior is None:
+        return torch.randn((n, *shape), generator=generator)
+    mean, factor = prior
+    if mean.numel() != shape[0] * shape[1]:
+        raise ValueError(f"the aggregate posterior has {mean.numel()} dimensions, the model's codes {shape}")
+    noise = torch.randn(n, mean.numel(), generator=generator, dtype=torch.float64)
+    return (mean + noise @ factor.T).float().reshape(n, *shape)
+
+
+class CMIMGenerationPipeline(CheckpointPipeline):
+    """Molecules from a cMIM model's latent space: reconstruct, sample or explore neighbourhoods.
+
+    Modes (`mode`, given at construction or per call):
+    - "reconstruct" (the default with inputs): encode each SMILES (z = mu) and decode it greedily;
+      one `{"input", "smiles", "valid"}` per input.
+    - "sample" (the default without inputs): decode `num_samples` codes drawn from the
+      checkpoint's aggregate posterior (`AGGREGATE_POSTERIOR_FILE`), or from N(0, I) when it has
+      none; a list of `{"smiles", "valid"}`.
+    - "neighbours": decode `num_samples` codes mu + `radius` * N(0, I) around each input; one
+      `{"input", "smiles": [...], "valid": [...]}` per input.
+
+    Inputs are written as the checkpoint's training SMILES were unless `normalize=False` (see
+    `normalize_for_model`). An input that cannot be read (RDKit rejects it, or it is longer than
+    the model reads) gets `{"input", "error"}` and the others are still generated. `valid` is
+    RDKit's verdict on the decoded SMILES (None without RDKit). Random codes come from a private
+    generator seeded with `seed` (default 0), so calls repeat; `batch_size` codes are decoded at
+    a time and `max_new_tokens` (default 256) caps each decode.
+
+    Example:
+
+    ```python
+    >>> from transformers import pipeline
+    >>> generator = pipeline("cmim-generation", model="path/to/cmim", trust_remote_code=True)
+    >>> generator(["CCO", "c1ccccc1"])  # [{"input": "CCO", "smiles": ..., "valid": ...}, ...]
+    >>> generator(num_samples=10, seed=0)  # ten molecules from the aggregate posterior
+    >>> generator("CCO", mode="neighbours", num_samples=5, radius=0.1)
+    ```
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not is_cmim_model(self.model) or not hasattr(self.model, "decode_latents"):
+            raise ValueError(
+                f"{GENERATION_TASK} needs a cMIM model with its language-model head "
+                f"(AutoModelForSeq2SeqLM), got {type(self.model).__name__}"
+            )
+        self.model.eval()
+
+    @functools.cached_property
+    def aggregate_prior(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The checkpoint's aggregate posterior (see `load_aggregate_prior`), read on first use."""
+        return load_aggregate_prior(self.model.name_or_path)
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        """(K, L): the number of latent vectors and their size."""
+        return self.model.config.num_latents, self.model.config.latent_size
+
+    def _sanitize_parameters(
+        self,
+        mode: GenerationMode | None = None,
+        num_samples: int | None = None,
+        radius: float | None = None,
+        seed: int | None = None,
+        normalize: bool | None = None,
+        max_new_tokens: int | None = None,
+        **unused: Any,
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        if unused:
+            raise TypeError(f"unexpected arguments for {type(self).__name__}: {sorted(unused)}")
+        if mode is not None and mode not in GENERATION_MODES:
+            raise ValueError(f"mode must be one of {GENERATION_MODES}, got {mode!r}")
+        if num_samples is not None and num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if radius is not None and radius < 0:
+            raise ValueError(f"radius must be non-negative, got {radius}")
+        request_params = {
+            key: value
+            for key, value in (
+                ("mode", mode),
+                ("num_samples", num_samples),
+                ("radius", radius),
+                ("seed", seed),
+                ("normalize", normalize),
+            )
+            if value is not None
+        }
+        forward_params = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+        return request_params, forward_params, {}
+
+    def __call__(
+        self, inputs: str | Sequence[str] | None = None, batch_size: int | None = None, **kwargs: Any
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Generate for one SMILES (one dict), a list of SMILES (one dict each, in order) or, in
+        "sample" mode, no input (a list of `num_samples` dicts); options as in the class doc."""
+        request_params, forward_params, _ = self._sanitize_parameters(**kwargs)
+        request = {**self._preprocess_params, **request_params}
+        forward_params = {**self._forward_params, **forward_params}
+        batch_size = batch_size or self._batch_size or DEFAULT_GENERATION_BATCH_SIZE
+        mode = request.get("mode") or ("sample" if inputs is None else "reconstruct")
+        num_samples = request.get("num_samples", 1)
+        generator = torch.Generator(device="cpu").manual_seed(request.get("seed", 0))
+        if mode == "sample":
+            if inputs is not None:
+                raise ValueError("mode='sample' decodes random codes and takes no inputs")
+            codes = sample_codes(self.aggregate_prior, num_samples, self.latent_shape, generator)
+            return self._generate([{"latents": code[None]} for code in codes], batch_size, forward_params)
+        if inputs is None:
+            raise ValueError(f"mode={mode!r} needs SMILES inputs")
+
+        smiles = [inputs] if isinstance(inputs, str) else list(inputs)
+        offsets = None
+        if mode == "neighbours":  # drawn for every input, so one input's codes do not depend on the others
+            noise = torch.randn((len(smiles), num_samples, *self.latent_shape), generator=generator)
+            offsets = request.get("radius", DEFAULT_RADIUS) * noise
+        model_inputs: dict[int, dict[str, torch.Tensor]] = {}
+        results: list[dict[str, Any]] = []
+        for index, text in enumerate(smiles):
+            results.append({"input": text})
+            try:
+                model_inputs[index] = self.preprocess(text, normalize=request.get("normalize", True))
+            except ValueError as err:
+                results[index]["error"] = str(err)
+                continue
+            if offsets is not None:
+                model_inputs[index]["offsets"] = offsets[index][None]
+        generated = self._generate(list(model_inputs.values()), batch_size, forward_params)
+        for index, output in zip(model_inputs, generated):
+            results[index].update(output)
+        return results[0] if isinstance(inputs, str) else results
+
+    def _generate(
+        self, model_inputs: list[dict[str, torch.Tensor]], batch_size: int, forward_params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Run `preprocess` outputs through the model `batch_size` at a time; outputs in order."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        collate = pad_collate_fn(self.tokenizer, None)
+        outputs: list[dict[str, Any]] = []
+        for start in range(0, len(model_inputs), batch_size):
+            batch = collate(model_inputs[start : start + batch_size])
+            decoded = self.forward(batch, **forward_params)["smiles"]
+            outputs += [self.postprocess(smiles) for smiles in decoded]
+        return outputs
+
+    def preprocess(self, inputs: str, normalize: bool = True) -> dict[str, torch.Tensor]:
+        """Check (with RDKit when installed), normalize (see `normalize_for_model`) and tokenize
+        one SMILES into (1, T) `input_ids` and `attention_mask`.
+
+        Raises:
+            ValueError: for a non-string, a SMILES RDKit cannot parse, or one with more tokens than
+                the model's position table.
+        """
+        if not isinstance(inputs, str):
+            raise ValueError(f"expected a SMILES string, got {type(inputs).__name__}")
+        if rdkit_chem() is not None:
+            parse_with_rdkit(inputs)
+        if normalize:
+            inputs = normalize_for_model(inputs, getattr(self.model.config, "smiles_normalization", None))
+        encoded = self.tokenizer(inputs, return_tensors="pt")
+        limit = self.model.config.max_position_embeddings
+        if encoded["input_ids"].shape[1] > limit:
+            raise ValueError(
+                f"the SMILES {inputs!r} has {encoded['input_ids'].shape[1]} tokens; the model reads at most {limit}"
+            )
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def _forward(
+        self, model_inputs: dict[str, torch.Tensor], max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ) -> dict[str, list[str] | list[list[str]]]:
+        """Decode a batch greedily: codes `latents` (B, K, L), or the posterior means of
+        `input_ids`/`attention_mask` (B, T), each moved by `offsets` (B, n, K, L) when given
+        -> {"smiles": B strings, or B lists of n strings with offsets}."""
+        if "latents" in model_inputs:
+            codes = model_inputs["latents"]
+        else:
+            input_ids, attention_mask = right_align(
+                model_inputs["input_ids"], model_inputs["attention_mask"], self.tokenizer.pad_token_id
+            )
+            codes = self.model.encode(input_ids, attention_mask).z_mean  # (B, K, L)
+        offsets = model_inputs.get("offsets")
+        if offsets is not None:
+            codes = (codes[:, None] + offsets.to(codes.dtype)).flatten(0, 1)  # (B * n, K, L)
+        max_new_tokens = min(max_new_tokens, self.model.config.max_position_embeddings - 1)
+        token_ids = self.model.decode_latents(
+            codes, num_beams=1, do_sample=False, max_new_tokens=max_new_tokens
+        )
+        smiles = self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)
+        if offsets is None:
+            return {"smiles": smiles}
+        per_input = offsets.shape[1]
+        return {"smiles": [smiles[i : i + per_input] for i in range(0, len(smiles), per_input)]}
+
+    def postprocess(self, smiles: str | list[str]) -> dict[str, Any]:
+        """{"smiles", "valid"} for one decoded SMILES or a list of them (lists, then)."""
+        if isinstance(smiles, str):
+            return {"smiles": smiles, "valid": is_valid_smiles(smiles)}
+        return {"smiles": smiles, "valid": [is_valid_smiles(s) for s in smiles]}
 
 
 def add_pipeline_to_checkpoint(save_directory: str | os.PathLike) -> list[Path]:
-    """Make a saved checkpoint folder load this pipeline for "feature-extraction".
+    """Make a saved checkpoint folder load this module's pipelines.
 
-    Copies `pipelines.py` and `pooling.py` into the folder and writes `custom_pipelines` into
+    Copies `pipelines.py` and the modules it imports (`pooling.py`, `smiles_normalization.py`) into the folder and writes `custom_pipelines` into
     its config.json, so that `pipeline("feature-extraction", model=folder,
-    trust_remote_code=True)` (or `pipeline(model=folder, trust_remote_code=True)`) returns
-    pooled vectors, with or without `cmim_hf` installed. Call it after `save_pretrained`.
+    trust_remote_code=True)` returns pooled vectors and, for a cMIM checkpoint,
+    `pipeline("cmim-generation", ...)` generates molecules, with or without `cmim_hf` installed.
+    Call it after `save_pretrained`.
 
     Returns:
         the copied code files.
@@ -352,19 +602,25 @@ def add_pipeline_to_checkpoint(save_directory: str | os.PathLike) -> list[Path]:
         )
     copied = custom_object_save(InformativeFeatureExtractionPipeline, save_directory)
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["custom_pipelines"] = CUSTOM_PIPELINES
+    cmim = config.get("model_type") == "cmim"
+    config["custom_pipelines"] = {
+        task: entry for task, entry in CUSTOM_PIPELINES.items() if cmim or task != GENERATION_TASK
+    }
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return copied
 
 
 def register_pipelines() -> None:
-    """Register the pipeline under `INFORMATIVE_TASK` (idempotent; "feature-extraction" untouched)."""
-    registered = PIPELINE_REGISTRY.supported_tasks.get(INFORMATIVE_TASK)
-    if registered is not None and registered["impl"] is InformativeFeatureExtractionPipeline:
-        return
-    PIPELINE_REGISTRY.register_pipeline(
-        INFORMATIVE_TASK,
-        pipeline_class=InformativeFeatureExtractionPipeline,
-        pt_model=(AutoModelForSeq2SeqLM, AutoModel),
-        type="text",
-    )
+    """Register `INFORMATIVE_TASK` (any seq2seq model) and `GENERATION_TASK` (cMIM) for use in this
+    process, e.g. `pipeline(GENERATION_TASK, model=model, tokenizer=tokenizer)` (idempotent; the
+    stock "feature-extraction" task is left untouched). A checkpoint folder that names a task in
+    its config.json still needs `trust_remote_code=True` for it."""
+    for task, pipeline_class, model_classes in (
+        (INFORMATIVE_TASK, InformativeFeatureExtractionPipeline, (AutoModelForSeq2SeqLM, AutoModel)),
+        (GENERATION_TASK, CMIMGenerationPipeline, (AutoModelForSeq2SeqLM,)),
+    ):
+        registered = PIPELINE_REGISTRY.supported_tasks.get(task)
+        if registered is None or registered["impl"] is not pipeline_class:
+            PIPELINE_REGISTRY.register_pipeline(
+                task, pipeline_class=pipeline_class, pt_model=model_classes, type="text"
+            )

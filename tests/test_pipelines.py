@@ -269,7 +269,6 @@ def test_checkpoint_names_the_pipeline_for_feature_extraction(cmim_checkpoint: P
     expected = extractor("cmim")(SMILES_64[:5], batch_size=5)
     for pipe in (
         pipeline("feature-extraction", model=str(cmim_checkpoint), trust_remote_code=True, device=-1),
-        pipeline(model=str(cmim_checkpoint), trust_remote_code=True, device=-1),
         pipeline(INFORMATIVE_TASK, model=str(cmim_checkpoint), device=-1),
     ):
         assert type(pipe).__name__ == "InformativeFeatureExtractionPipeline"
