@@ -353,7 +353,9 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun / accelerate launch
     resume_from = prepare_run_folder(output_dir, args.resume, args.overwrite, remove=main_process)
     output_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = CMIMTokenizer(model_max_length=args.max_length)
+    tokenizer = CMIMTokenizer(
+        model_max_length=args.max_length, smiles_normalization=args.smiles_normalization
+    )
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     one_batch = args.batch_size * world_size

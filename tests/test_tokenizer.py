@@ -11,6 +11,7 @@ from clean_python import run_without_cmim_hf
 from tokenizers import AddedToken
 from transformers import AutoConfig, AutoTokenizer
 
+import cmim_hf
 from cmim_hf.configuration_cmim import CMIMConfig
 from cmim_hf.tokenization_cmim import (
     DEFAULT_VOCAB_FILE,
@@ -19,6 +20,7 @@ from cmim_hf.tokenization_cmim import (
     build_vocab,
     split_smiles,
 )
+from cmim_hf.tokenization_cmim import logger as tokenization_logger
 
 MOLECULENET_DIR = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moleculenet"
 MOLECULENET_FILES = (
@@ -260,3 +262,51 @@ def test_build_vocab_is_deterministic() -> None:
         build_vocab(corpus, min_frequency=0)
     small = CMIMTokenizer(vocab=vocab)
     assert small.decode(small("CC(=O)O")["input_ids"], skip_special_tokens=True) == "CC(=O)O"
+
+
+STEREO_ALANINE = "C[C@H](N)C(=O)O"
+
+
+def test_normalization_is_off_by_default_and_warns_once(monkeypatch) -> None:
+    """decode(encode(x)) stays exact; one warning names the first visibly unnormalized input."""
+    warnings: list[str] = []
+    monkeypatch.setattr(tokenization_logger, "warning", warnings.append)
+    tok = CMIMTokenizer(smiles_normalization="canonical_nostereo")
+    ids = tok([STEREO_ALANINE, "CC.Cl"])["input_ids"]
+    assert tok.batch_decode(ids, skip_special_tokens=True) == [STEREO_ALANINE, "CC.Cl"]
+    tok("F/C=C/F")
+    assert len(warnings) == 1
+    assert repr(STEREO_ALANINE) in warnings[0] and "normalize=True" in warnings[0]
+    CMIMTokenizer(smiles_normalization="canonical")(STEREO_ALANINE)  # stereo is that form
+    CMIMTokenizer()(STEREO_ALANINE)  # the form is unknown: nothing to compare with
+    assert len(warnings) == 1
+
+
+def test_normalize_rewrites_inputs_and_targets_and_survives_saving(tmp_path: Path) -> None:
+    tok = CMIMTokenizer(smiles_normalization="canonical_nostereo", normalize=True)
+    batch = tok([STEREO_ALANINE, "C(C)O"], text_target=["N[C@@H](C)C(O)=O", "OCC"])
+    assert tok.batch_decode(batch["input_ids"], skip_special_tokens=True) == ["CC(N)C(=O)O", "CCO"]
+    assert tok.batch_decode(batch["labels"], skip_special_tokens=True) == ["CC(N)C(=O)O", "CCO"]
+    with pytest.raises(ValueError, match="cannot parse the SMILES 'C1CC'"):
+        tok("C1CC")
+    tok.save_pretrained(tmp_path)  # what a stock script's --tokenizer_name then loads
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert reloaded.normalize and reloaded.smiles_normalization == "canonical_nostereo"
+    assert reloaded.decode(reloaded(STEREO_ALANINE)["input_ids"], skip_special_tokens=True) == "CC(N)C(=O)O"
+
+
+def test_shipped_tokenizer_knows_its_form_and_normalizes_on_request() -> None:
+    shipped = AutoTokenizer.from_pretrained(cmim_hf.DEFAULT_CHECKPOINT)
+    assert shipped.smiles_normalization == "canonical_nostereo" and not shipped.normalize
+    normalizing = AutoTokenizer.from_pretrained(cmim_hf.DEFAULT_CHECKPOINT, normalize=True)
+    assert (
+        normalizing.decode(normalizing(STEREO_ALANINE)["input_ids"], skip_special_tokens=True)
+        == "CC(N)C(=O)O"
+    )
+
+
+def test_normalization_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="smiles_normalization must be one of"):
+        CMIMTokenizer(smiles_normalization="inchi")
+    with pytest.raises(ValueError, match="normalize=True needs smiles_normalization"):
+        CMIMTokenizer(normalize=True)

@@ -2,7 +2,7 @@
 
 This file is copied next to saved checkpoints (`register_for_auto_class`) and loaded with
 `trust_remote_code=True` where `cmim_hf` is not installed, so it imports only the standard library,
-`tokenizers` and `transformers`.
+`tokenizers`, `transformers` and `.smiles_normalization` (RDKit only when normalizing).
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ from tokenizers.models import WordLevel
 from transformers import BatchEncoding
 from transformers.tokenization_utils_base import TruncationStrategy
 from transformers.tokenization_utils_tokenizers import TokenizersBackend
+from transformers.utils import logging
+
+from .smiles_normalization import SMILES_NORMALIZATION_SCHEMES, normalize_for_model, visible_mismatch
+
+logger = logging.get_logger(__name__)
 
 __all__ = [
     "SMILES_REGEX",
@@ -108,6 +113,14 @@ class CMIMTokenizer(TokenizersBackend):
         vocab: token -> id dict or path to a JSON file of one; default: the shipped `vocab.json`.
         model_max_length: longest accepted sequence; match the model's `max_position_embeddings`.
         pad_token, bos_token, eos_token, unk_token, mask_token: must sit at ids 0-4 in `vocab`.
+        smiles_normalization: how the model's training SMILES were written ("canonical",
+            "canonical_nostereo" or "none"; a checkpoint's tokenizer_config.json records it). Inputs
+            that visibly differ (stereo marks for "canonical_nostereo", several fragments) get one
+            warning while `normalize` is off.
+        normalize: rewrite every input (and `text_target`) as `smiles_normalization` says before
+            tokenizing (RDKit; an unparsable SMILES raises ValueError naming it). Off by default, so
+            that `decode(encode(x)) == x`. Saved in tokenizer_config.json, so a tokenizer saved with
+            it on gives Transformers' stock scripts (`--tokenizer_name`) the model's SMILES.
 
     Example:
         >>> tok = CMIMTokenizer()
@@ -129,8 +142,21 @@ class CMIMTokenizer(TokenizersBackend):
         eos_token: str = "<eos>",
         unk_token: str = "<unk>",
         mask_token: str = "<mask>",
+        smiles_normalization: str | None = None,
+        normalize: bool = False,
         **kwargs: Any,
     ) -> None:
+        if smiles_normalization not in (None, *SMILES_NORMALIZATION_SCHEMES):
+            raise ValueError(
+                f"smiles_normalization must be one of {SMILES_NORMALIZATION_SCHEMES}, got {smiles_normalization!r}"
+            )
+        if normalize and smiles_normalization in (None, "none"):
+            raise ValueError(
+                "normalize=True needs smiles_normalization ('canonical' or 'canonical_nostereo')"
+            )
+        self.smiles_normalization = smiles_normalization
+        self.normalize = normalize
+        self._warned_about_form = False
         for flag in ("add_bos_token", "add_eos_token"):
             if (value := kwargs.pop(flag, True)) is not True:
                 raise ValueError(
@@ -157,6 +183,8 @@ class CMIMTokenizer(TokenizersBackend):
             mask_token=mask_token,
             add_bos_token=True,
             add_eos_token=True,
+            smiles_normalization=smiles_normalization,
+            normalize=normalize,
             **kwargs,
         )
 
@@ -181,7 +209,14 @@ class CMIMTokenizer(TokenizersBackend):
         truncation_strategy: TruncationStrategy = TruncationStrategy.DO_NOT_TRUNCATE,
         **kwargs: Any,
     ) -> BatchEncoding:
-        """Encode as the base class does, but raise instead of silently returning over-long sequences."""
+        """Encode as the base class does (after normalizing the SMILES if asked, or warning once when
+        they visibly differ from the model's), but raise instead of silently returning over-long
+        sequences."""
+        if self.normalize:
+            text = self._rewrite(text)
+            text_pair = self._rewrite(text_pair)
+        elif not self._warned_about_form:
+            self._warn_if_visibly_unnormalized(text)
         encoded = super()._encode_plus(
             text, text_pair=text_pair, truncation_strategy=truncation_strategy, **kwargs
         )
@@ -202,6 +237,27 @@ class CMIMTokenizer(TokenizersBackend):
                     "explicitly, or use a tokenizer and model with a larger max length."
                 )
         return encoded
+
+    def _rewrite(self, text: Any) -> Any:
+        """A SMILES or list of SMILES written as ``smiles_normalization`` says; other inputs as given."""
+        if isinstance(text, str):
+            return normalize_for_model(text, self.smiles_normalization)
+        if isinstance(text, (list, tuple)) and all(isinstance(item, str) for item in text):
+            return [normalize_for_model(item, self.smiles_normalization) for item in text]
+        return text
+
+    def _warn_if_visibly_unnormalized(self, text: Any) -> None:
+        """One warning (per tokenizer) for the first input that visibly is not in the model's form."""
+        for item in [text] if isinstance(text, str) else text if isinstance(text, (list, tuple)) else []:
+            reason = visible_mismatch(item, self.smiles_normalization)
+            if reason is not None:
+                self._warned_about_form = True
+                logger.warning(
+                    f"the SMILES {item!r} {reason}, but this model was trained on {self.smiles_normalization} "
+                    "SMILES; load the tokenizer with normalize=True (AutoTokenizer.from_pretrained(..., "
+                    "normalize=True)) to rewrite inputs as the model read them"
+                )
+                return
 
     def _eventual_warn_about_too_long_sequence(
         self, ids: list[int], max_length: int | None, verbose: bool
