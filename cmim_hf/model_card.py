@@ -20,7 +20,7 @@ says "not measured yet". The ``model-index`` metadata lists the same numbers. Th
     }
 
 :func:`save_for_hub` writes the complete folder (safetensors weights, config, tokenizer, the
-remote-code files incl. ``pipelines.py`` / ``pooling.py``, README.md) and checks it with
+remote-code files incl. ``pipelines.py`` / ``pooling.py`` / ``smiles_normalization.py``, README.md) and checks it with
 :func:`check_hub_folder`. Publishing is then one command (huggingface_hub >= 1.0; log in first
 with ``hf auth login``)::
 
@@ -74,6 +74,7 @@ HUB_FILES: tuple[str, ...] = (
     "tokenization_cmim.py",
     "pipelines.py",
     "pooling.py",
+    "smiles_normalization.py",
     "README.md",
 )
 TAGS: tuple[str, ...] = ("cmim", "chemistry", "molecules", "smiles", "feature-extraction", "custom_code")
@@ -325,6 +326,7 @@ def render_model_card(
         else "",
         limitations="".join(f"- {item}\n" for item in results.get("limitations", ())),
         extra_sections="".join(_extra_section(text) for text in results.get("extra_sections", ())),
+        smiles_normalization=(config or {}).get("smiles_normalization") or "none",
         license_name=LICENSE_NAMES.get(license, license),
         license_id=license,
         dataset_license=training.get("dataset_license", "see the training data above"),

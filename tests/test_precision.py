@@ -13,7 +13,7 @@ from conftest import SMILES, tiny_config
 from datasets import Dataset
 
 import cmim_hf.precision as precision
-from cmim_hf import CMIMEmbedder, CMIMForConditionalGeneration
+from cmim_hf import CMIMEmbedder, CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.cli import main as cmim
 from cmim_hf.precision import PrecisionFallbackWarning, resolve_compute_dtype
 from cmim_hf.pretrain import main as pretrain
@@ -157,3 +157,24 @@ def test_embed_dtype_option(tmp_path, capsys, cpu_without_bf16) -> None:
     assert cmim(argv) == 0
     assert "cmim embed: note: bf16 asked for, but this CPU has no AVX512-BF16/AMX" in capsys.readouterr().err
     assert len(pd.read_parquet(out)) == len(SMILES)
+
+
+@needs_native_bf16
+def test_pipeline_dtype_bfloat16_computes_in_bf16(tmp_path) -> None:
+    from transformers import pipeline
+
+    torch.manual_seed(0)
+    model = CMIMForConditionalGeneration(tiny_config())
+    model.save_pretrained(tmp_path)
+    CMIMTokenizer().save_pretrained(tmp_path)
+    fp32 = pipeline("feature-extraction", model=str(tmp_path), trust_remote_code=True)
+    bf16 = pipeline("feature-extraction", model=str(tmp_path), trust_remote_code=True, dtype=torch.bfloat16)
+    assert bf16.compute_dtype == torch.bfloat16 and bf16.model.dtype == torch.float32
+    reference = np.array(fp32(SMILES, normalize=False))
+    vectors = np.array(bf16(SMILES, normalize=False))
+    assert vectors.dtype == reference.dtype and vectors.shape == reference.shape
+    assert not np.array_equal(vectors, reference)
+    cosine = (
+        (vectors * reference).sum(-1) / np.linalg.norm(vectors, axis=-1) / np.linalg.norm(reference, axis=-1)
+    )
+    assert cosine.min() > 0.99  # weights loaded in bf16 too
