@@ -9,6 +9,9 @@ RDKit validity flag per molecule. Latent codes are (N, K, L) float32 CPU tensors
 Decoding is greedy (``num_beams=1``) or beam search: given the latent codes the output is
 deterministic, and the random latent codes of :func:`sample_prior` and
 :func:`sample_neighbourhood` come from a private ``torch.Generator`` seeded with ``seed``.
+``grammar_constrained=True`` (every decoding function) masks, at each step, the tokens that would
+make the SMILES syntactically impossible (:class:`cmim_hf.smiles_grammar.SmilesGrammarLogitsProcessor`:
+unbalanced parentheses, unclosed rings, misplaced bonds ...); valences and aromaticity stay unchecked.
 Input molecules are encoded with z = mu (the posterior mean). Invalid input SMILES raise
 :class:`cmim_hf.chem.InvalidSmilesError` naming the molecule and its position.
 
@@ -34,11 +37,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
 from . import chem
 from .errors import InputError, one_line
 from .latent_stats import fit_gaussian, gaussian_sampling_factor, sample_gaussian
+from .smiles_grammar import SmilesGrammarLogitsProcessor
 
 __all__ = [
     "CheckpointError",
@@ -588,19 +592,30 @@ def decode_latents(
     num_beams: int = 1,
     max_new_tokens: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    grammar_constrained: bool = False,
 ) -> list[str]:
     """Decode latent codes (N, K, L) to N SMILES strings (greedy or beam search, no sampling).
 
     Args:
         max_new_tokens: longest decode (default: ``DEFAULT_MAX_NEW_TOKENS`` = 256), never more than
             the position table holds (``max_position_embeddings - 1``).
+        grammar_constrained: never decode a token that makes the SMILES syntactically impossible
+            (:class:`~cmim_hf.smiles_grammar.SmilesGrammarLogitsProcessor`). A code whose decode
+            would end with a ring or branch open then decodes up to ``max_new_tokens``.
     """
     max_new_tokens = min(max_new_tokens or DEFAULT_MAX_NEW_TOKENS, model.config.max_position_embeddings - 1)
+    processors = (
+        LogitsProcessorList([SmilesGrammarLogitsProcessor(tokenizer)]) if grammar_constrained else None
+    )
     smiles: list[str] = []
     with _inference(model):
         for part in _batches(len(z), batch_size):
             ids = model.decode_latents(
-                z[part], num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens
+                z[part],
+                num_beams=num_beams,
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                logits_processor=processors,
             )
             smiles += tokenizer.batch_decode(ids, skip_special_tokens=True)
     return smiles
@@ -626,15 +641,16 @@ def reconstruct(
     num_beams: int = 1,
     max_new_tokens: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    grammar_constrained: bool = False,
 ) -> ReconstructionResult:
-    """Encode molecules (z = mu) and decode them back.
+    """Encode molecules (z = mu) and decode them back (``grammar_constrained``: as :func:`decode_latents`).
 
     Raises:
         InvalidSmilesError: for an invalid input SMILES (naming it and its position).
     """
     inputs = _as_list(smiles)
     z = encode_smiles(model, tokenizer, inputs, batch_size)
-    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size)
+    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained)
     valid = _validity(decoded)
     exact = [ok and chem.canonicalize(d) == chem.canonicalize(i) for d, i, ok in zip(decoded, inputs, valid)]
     return ReconstructionResult(
@@ -735,10 +751,11 @@ def sample_prior(
     max_new_tokens: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     prior: AggregatePosterior | None = None,
+    grammar_constrained: bool = False,
 ) -> GenerationResult:
     """Decode ``n`` codes drawn from ``prior`` (an :class:`AggregatePosterior`, with its covariance
     scaled by ``scale^2``) or, when it is None, from N(0, scale^2 I). ``scale`` < 1 trades diversity
-    for validity."""
+    for validity; ``grammar_constrained``: as :func:`decode_latents`."""
     if n < 0 or scale < 0:
         raise ValueError(f"n and scale must be non-negative, got n={n}, scale={scale}")
     shape = (model.config.num_latents, model.config.latent_size)
@@ -750,7 +767,7 @@ def sample_prior(
                 f"the aggregate posterior has {prior.mean.numel()} dimensions, the model {shape}"
             )
         z = prior.sample(n, shape, _generator(seed), scale)
-    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size)
+    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained)
     return GenerationResult(smiles=decoded, valid=_validity(decoded), latents=z)
 
 
@@ -764,10 +781,12 @@ def sample_neighbourhood(
     num_beams: int = 1,
     max_new_tokens: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    grammar_constrained: bool = False,
 ) -> NeighbourhoodResult:
     """Decode ``n_per_seed`` codes mu(seed) + radius * N(0, I) around each seed molecule.
 
-    Molecules come grouped by seed (all samples of seed 0 first).
+    Molecules come grouped by seed (all samples of seed 0 first); ``grammar_constrained``: as
+    :func:`decode_latents`.
 
     Raises:
         InvalidSmilesError: for an invalid seed SMILES (naming it and its position).
@@ -778,7 +797,7 @@ def sample_neighbourhood(
     mu = encode_smiles(model, tokenizer, seed_smiles, batch_size)  # (S, K, L)
     noise = torch.randn((len(seed_smiles), n_per_seed, *mu.shape[1:]), generator=_generator(seed))
     z = (mu.unsqueeze(1) + radius * noise).reshape(-1, *mu.shape[1:])  # (S * n, K, L)
-    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size)
+    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained)
     seed_index = [i for i in range(len(seed_smiles)) for _ in range(n_per_seed)]
     return NeighbourhoodResult(
         smiles=decoded,
@@ -821,9 +840,11 @@ def interpolate(
     num_beams: int = 1,
     max_new_tokens: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    grammar_constrained: bool = False,
 ) -> InterpolationResult:
     """Decode ``steps`` evenly spaced points (end points included) between the codes mu(start)
-    and mu(end), along a straight line (``"linear"``) or a great circle (``"slerp"``).
+    and mu(end), along a straight line (``"linear"``) or a great circle (``"slerp"``);
+    ``grammar_constrained``: as :func:`decode_latents`.
 
     Raises:
         InvalidSmilesError: if ``start`` or ``end`` is invalid.
@@ -833,7 +854,7 @@ def interpolate(
     mu = encode_smiles(model, tokenizer, [start, end], batch_size)
     t = torch.linspace(0.0, 1.0, steps)
     z = interpolation_path(mu[0], mu[1], t, method)
-    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size)
+    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained)
     return InterpolationResult(
         smiles=decoded, valid=_validity(decoded), latents=z, start=start, end=end, t=t.tolist(), method=method
     )
@@ -883,6 +904,7 @@ def optimize(
     num_beams: int = 1,
     max_new_tokens: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    grammar_constrained: bool = False,
 ) -> list[OptimizationResult]:
     """Search the latent space around each seed molecule for molecules with a higher score.
 
@@ -896,6 +918,7 @@ def optimize(
         score_fn: SMILES (canonical) -> float, higher is better, e.g. :func:`descriptor_score`.
         population_size: codes per round (default: CMA-ES's 4 + 3 ln(K * L)).
         seed: seeds the CMA-ES sampler (seed i uses ``seed + i``); same seed, same result.
+        grammar_constrained: as :func:`decode_latents`.
 
     Returns:
         One :class:`OptimizationResult` per seed molecule.
@@ -931,7 +954,9 @@ def optimize(
         for _ in range(iterations):
             candidates = strategy.ask()
             z = torch.as_tensor(np.stack(candidates), dtype=torch.float32).reshape(-1, *seed_code.shape)
-            decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size)
+            decoded = decode_latents(
+                model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained
+            )
             objectives = []
             for smiles in decoded:
                 molecule = _score_decode(smiles, canonical_seed, score_fn, similarity_weight, found)

@@ -1,9 +1,12 @@
-"""`cmim sample`, `cmim reconstruct` and `cmim optimize`: thin layers over `cmim_hf.generation`.
+"""`cmim sample`, `cmim reconstruct`, `cmim optimize` and `cmim interpolate`: thin layers over
+`cmim_hf.generation`. Each takes the decoding options of ``_add_model_arguments`` (``--num-beams``,
+``--max-length``, ``--constrained`` for grammar-constrained decoding, ...).
 
     cmim sample -n 1000 -o samples.csv                        decode codes drawn from the prior
     cmim sample --around seeds.csv -n 10 -o near.csv          sample around seed molecules
     cmim reconstruct molecules.csv -o recon.csv               encode (z = mu) and decode back
     cmim optimize seeds.csv --score qed -o better.csv         CMA-ES in latent space
+    cmim interpolate 'CCO' 'c1ccccc1O' -o path.csv            decode a path between two codes
     cmim fit-prior train.csv --model runs/cmim/final          store the aggregate posterior
 
 Outputs are CSV (``.csv``) or JSON (``.json``: ``{"summary": ..., "molecules": [...]}``) files; a
@@ -75,6 +78,13 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size", type=int, default=256, help="molecules encoded / decoded per batch (default: 256)"
+    )
+    parser.add_argument(
+        "--constrained",
+        action="store_true",
+        help="grammar-constrained decoding: never decode a token that makes the SMILES syntactically "
+        "impossible (unbalanced parentheses, unclosed rings, misplaced bonds); valences stay unchecked, and "
+        "a decode that cannot end runs on to --max-length, so a smaller --max-length bounds the time",
     )
 
 
@@ -222,7 +232,12 @@ def _fail(name: str, message: str, code: int) -> int:
 
 
 def _decode_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"num_beams": args.num_beams, "max_new_tokens": args.max_length, "batch_size": args.batch_size}
+    return {
+        "num_beams": args.num_beams,
+        "max_new_tokens": args.max_length,
+        "batch_size": args.batch_size,
+        "grammar_constrained": args.constrained,
+    }
 
 
 # ---------------------------------------------------------------------------------------------

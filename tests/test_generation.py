@@ -11,6 +11,7 @@ import torch
 from conftest import SMILES, tiny_config
 from rdkit import Chem, DataStructs
 from rdkit.Chem import rdFingerprintGenerator
+from transformers import LogitsProcessorList
 
 from cmim_hf import CMIMForConditionalGeneration, chem
 from cmim_hf.chem import InvalidSmilesError
@@ -20,6 +21,7 @@ from cmim_hf.evaluation.metrics.uniqueness.uniqueness import Uniqueness
 from cmim_hf.evaluation.metrics.validity.validity import Validity
 from cmim_hf.generation import (
     canonical_reference,
+    decode_latents,
     descriptor_score,
     encode_smiles,
     fraction_novel,
@@ -33,6 +35,7 @@ from cmim_hf.generation import (
     sample_prior,
     tanimoto_similarity,
 )
+from cmim_hf.smiles_grammar import SmilesGrammarLogitsProcessor
 
 MAX_NEW = 16  # decode length in these tests
 
@@ -222,6 +225,62 @@ def test_optimize_penalizes_failing_scores_instead_of_crashing(model, tokenizer)
         optimize(model, tokenizer, ["C1CC"], fragile, iterations=1)
     with pytest.raises(ValueError, match="unknown RDKit descriptor"):
         descriptor_score("not_a_descriptor")
+
+
+# --- grammar-constrained decoding -------------------------------------------------------------
+
+
+def test_every_decoding_function_takes_grammar_constrained(model, tokenizer, monkeypatch) -> None:
+    """Off by default; ``grammar_constrained=True`` hands the grammar processor to every generate call."""
+    seen = []
+    original = model.decode_latents
+
+    def spy(z, **kwargs):
+        seen.append(kwargs["logits_processor"])
+        return original(z, **kwargs)
+
+    monkeypatch.setattr(model, "decode_latents", spy)
+    qed = descriptor_score("qed")
+    calls = {
+        "reconstruct": lambda **kw: reconstruct(model, tokenizer, SMILES[:2], max_new_tokens=MAX_NEW, **kw),
+        "sample_prior": lambda **kw: sample_prior(model, tokenizer, 3, max_new_tokens=MAX_NEW, **kw),
+        "sample_neighbourhood": lambda **kw: sample_neighbourhood(
+            model, tokenizer, "CCO", 2, max_new_tokens=MAX_NEW, **kw
+        ),
+        "interpolate": lambda **kw: interpolate(
+            model, tokenizer, "CCO", "CCN", 3, max_new_tokens=MAX_NEW, **kw
+        ),
+        "optimize": lambda **kw: optimize(
+            model, tokenizer, "CCO", qed, iterations=1, population_size=3, max_new_tokens=MAX_NEW, **kw
+        ),
+    }
+    for name, call in calls.items():
+        seen.clear()
+        call()
+        assert seen and all(processors is None for processors in seen), name
+        seen.clear()
+        call(grammar_constrained=True)
+        assert seen, name
+        for processors in seen:
+            assert [type(p) for p in processors] == [SmilesGrammarLogitsProcessor], name
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_constrained_decode_is_generate_with_the_processor(model, tokenizer, num_beams: int) -> None:
+    z = torch.randn(6, 1, 32, generator=torch.Generator().manual_seed(0))
+    decoded = decode_latents(model, tokenizer, z, num_beams, MAX_NEW, batch_size=4, grammar_constrained=True)
+    processors = LogitsProcessorList([SmilesGrammarLogitsProcessor(tokenizer)])
+    with torch.no_grad():
+        ids = model.decode_latents(
+            z, num_beams=num_beams, do_sample=False, max_new_tokens=MAX_NEW, logits_processor=processors
+        )
+    assert decoded == tokenizer.batch_decode(ids, skip_special_tokens=True)
+    grammar = SmilesGrammarLogitsProcessor(tokenizer)
+    for row, smiles in zip(ids.tolist(), decoded):
+        tokens = [t for t in row[1:] if t not in (tokenizer.pad_token_id, tokenizer.eos_token_id)]
+        assert grammar.parse(tokens) is not None  # no rule broken (a decode cut off is a legal prefix)
+        if tokenizer.eos_token_id in row:
+            assert Chem.MolFromSmiles(smiles, sanitize=False) is not None  # complete: RDKit parses it
 
 
 # --- metrics ----------------------------------------------------------------------------------

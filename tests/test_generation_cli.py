@@ -73,7 +73,7 @@ def workdir(tmp_path_factory) -> Path:
 # The console-script runs start together (each process spends most of its time importing torch).
 CONSOLE_RUNS = {
     "sample": ["sample", "-n", "6", "-o", "prior.csv", "--model", "ckpt", "--reference", "reference.csv",
-               "--max-length", "12", "--seed", "1"],
+               "--max-length", "12", "--seed", "1", "--constrained"],
     "reconstruct": ["reconstruct", "molecules.csv", "--smiles-col", "SMILES", "-o", "recon.csv", "--model",
                     "ckpt", "--max-length", "12"],
     "optimize": ["optimize", "molecules.csv", "-o", "opt.csv", "--model", "ckpt", "--score", "HeavyAtomCount",
@@ -100,7 +100,7 @@ def parse(add_arguments, argv: list[str]) -> argparse.Namespace:
 
 
 def test_help_explains_every_option() -> None:
-    for name in ("sample", "reconstruct", "optimize", "fit_prior"):
+    for name in ("sample", "reconstruct", "optimize", "interpolate", "fit_prior"):
         parser = argparse.ArgumentParser(prog=f"cmim {name}")
         getattr(generation_cli, f"add_{name}_arguments")(parser)
         text = parser.format_help()
@@ -259,3 +259,52 @@ def test_score_from_a_python_file(workdir: Path, tmp_path: Path, capsys) -> None
     for spec, message in ((f"{tmp_path / 'nope.py'}:f", "not found"), ("math:nope", "no function")):
         with pytest.raises(generation_cli.UsageError, match=message):
             generation_cli.resolve_score(spec)
+
+
+def test_constrained_sampling_through_the_console_script(workdir: Path, console) -> None:
+    """The console run of `cmim sample --constrained` decodes what the API does with grammar_constrained."""
+    assert console["sample"].returncode == 0, console["sample"].stderr
+    table = pd.read_csv(workdir / "prior.csv", keep_default_na=False)
+    model, tokenizer = generation.load_model_for_generation(workdir / "ckpt", device="cpu")
+    expected = generation.sample_prior(
+        model, tokenizer, 6, seed=1, max_new_tokens=12, grammar_constrained=True
+    )
+    assert table["smiles"].tolist() == expected.smiles
+    unconstrained = generation.sample_prior(model, tokenizer, 6, seed=1, max_new_tokens=12)
+    assert expected.smiles != unconstrained.smiles, "the random model breaks the grammar somewhere"
+
+
+def test_constrained_flag_reaches_every_decode(workdir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """--constrained (declared once, with the other decoding options) turns on grammar-constrained
+    decoding in every command that decodes; it is off without the flag."""
+    seen = []
+    decode = generation.decode_latents
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("grammar_constrained", args[6] if len(args) > 6 else False))
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(generation, "decode_latents", spy)
+    molecules, model = str(workdir / "molecules.csv"), ["--model", str(workdir / "ckpt"), "--max-length", "8"]
+    commands = {
+        "sample": ["-n", "2", *model],
+        "reconstruct": [molecules, "--smiles-col", "SMILES", *model],
+        "optimize": [
+            molecules,
+            "--smiles-col",
+            "SMILES",
+            "--iterations",
+            "1",
+            "--population-size",
+            "2",
+            *model,
+        ],
+        "interpolate": ["CCO", "CCN", "--steps", "2", *model],
+    }
+    for name, argv in commands.items():
+        for flag in ([], ["--constrained"]):
+            seen.clear()
+            output = ["-o", str(tmp_path / f"{name}.csv"), "--overwrite"]
+            code, err = run_in_process(name, [*argv, *output, *flag], capsys)
+            assert code == 0, err
+            assert seen and set(seen) == {bool(flag)}, name
