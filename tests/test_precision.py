@@ -178,3 +178,19 @@ def test_pipeline_dtype_bfloat16_computes_in_bf16(tmp_path) -> None:
         (vectors * reference).sum(-1) / np.linalg.norm(vectors, axis=-1) / np.linalg.norm(reference, axis=-1)
     )
     assert cosine.min() > 0.99  # weights loaded in bf16 too
+
+
+@needs_native_bf16
+def test_generation_commands_decode_in_bf16(tmp_path) -> None:
+    out = tmp_path / "recon.csv"
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"smiles": SMILES[:3]}).to_csv(source, index=False)
+    argv = ["reconstruct", str(source), "-o", str(out), "--model", "shipped", "--dtype", "bfloat16"]
+    assert cmim(argv) == 0
+    assert len(pd.read_csv(out)) == 3
+
+
+def test_generation_dtype_falls_back_with_a_note(tmp_path, capsys, cpu_without_bf16) -> None:
+    out = tmp_path / "samples.csv"
+    assert cmim(["sample", "-n", "2", "-o", str(out), "--model", "shipped", "--dtype", "bfloat16"]) == 0
+    assert "cmim sample: note: bf16 asked for, but this CPU has no AVX512-BF16/AMX" in capsys.readouterr().err
