@@ -185,23 +185,25 @@ def pilot(train_file: str, eval_file: str, steps: int, out: Path) -> dict[str, A
         "--latent-size", "32", "--max-length", "1024", "--smiles-normalization", "canonical_nostereo",
         "--deterministic-steps", str(steps // 3), "--batch-size", "64", "--learning-rate", "2e-3",
         "--lr-scheduler", "cosine", "--warmup-steps", "100", "--max-steps", str(steps),
-        "--save-steps", str(steps), "--prior-molecules", "0", "--num-proc", "1", "--seed", "0",
+        "--save-steps", str(steps), "--prior-molecules", "0", "--num-proc", "1",
     ]  # fmt: skip
     results = {}
-    for label, extra in (("float32", []), ("bf16", ["--bf16"])):
-        run = out / label
-        command = [
-            sys.executable,
-            "-m",
-            "cmim_hf.cli",
-            "pretrain",
-            *recipe,
-            "--output-dir",
-            str(run),
-            "--overwrite",
-            *extra,
-        ]
-        subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    runs = {"float32": ["--seed", "0"], "bf16": ["--seed", "0", "--bf16"], "float32, seed 1": ["--seed", "1"]}
+    for label, extra in runs.items():
+        run = out / label.replace(", ", "_").replace(" ", "")
+        if not (run / "pretrain_results.json").is_file():  # a finished run of this --out is reused
+            command = [
+                sys.executable,
+                "-m",
+                "cmim_hf.cli",
+                "pretrain",
+                *recipe,
+                "--output-dir",
+                str(run),
+                "--overwrite",
+                *extra,
+            ]
+            subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         record = json.loads((run / "pretrain_results.json").read_text())
         held_out = record["held_out"]
         results[label] = {
@@ -209,17 +211,26 @@ def pilot(train_file: str, eval_file: str, steps: int, out: Path) -> dict[str, A
             "exact_match": round(held_out["eval_exact_match"], 4),
             "wall_time_s": record["wall_time_s"],
         }
-    results["token_accuracy_difference"] = round(
-        results["bf16"]["token_accuracy"] - results["float32"]["token_accuracy"], 4
-    )
-    results["command"] = "cmim pretrain " + shlex.join(recipe) + " [--bf16]"
+    accuracy = {label: row["token_accuracy"] for label, row in results.items()}
+    results["token_accuracy_difference"] = round(accuracy["bf16"] - accuracy["float32"], 4)
+    results["seed_difference"] = round(accuracy["float32, seed 1"] - accuracy["float32"], 4)
+    results["command"] = "cmim pretrain " + shlex.join(recipe) + " --seed 0 [--bf16] / --seed 1"
     return results
+
+
+def save(record: dict[str, Any], path: Path) -> None:
+    """Write the record so far (each part is saved as soon as it is measured)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def markdown(record: dict[str, Any]) -> str:
     lines = ["# bf16 against float32", "", f"{record['machine']}.", ""]
     if "matmul_gflops" in record:
-        lines += [f"`{record['commands']['speed']}`", ""]
+        lines += [
+            f"`{record['commands']['speed']}` ({record['speed_threads']} threads, nothing else running)",
+            "",
+        ]
         peak = record["matmul_gflops"]
         lines += [
             f"Matmul {record['peak_size']}^2: float32 {peak['float32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s.",
@@ -240,7 +251,7 @@ def markdown(record: dict[str, Any]) -> str:
                   f"{emb['float32_molecules_per_s']} mol/s, bf16 {emb['bf16_molecules_per_s']} mol/s ({emb['speedup']}x).", ""]  # fmt: skip
     if "cosine" in record:
         cos = record["cosine"]
-        lines += [f"`{record['commands']['quality']}`", ""]
+        lines += [f"`{record['commands']['quality']}` ({record['quality_threads']} thread(s))", ""]
         lines += [
             f"Cosine of bf16 to float32 embeddings, {cos['molecules']} molecules: min {cos['min']:.5f}, "
             f"0.1% quantile {cos['q001']:.5f}, mean {cos['mean']:.6f}.",
@@ -255,13 +266,17 @@ def markdown(record: dict[str, Any]) -> str:
         ]
     if "pilot" in record:
         pilot_record = record["pilot"]
-        lines += ["| pilot | held-out token accuracy | exact | wall time (s) |", "|---|---|---|---|"]
-        for label in DTYPES:
+        lines += [
+            "| pilot | held-out token accuracy | exact | wall time (s, 1 thread, shared machine) |",
+            "|---|---|---|---|",
+        ]
+        for label in ("float32", "bf16", "float32, seed 1"):
             row = pilot_record[label]
             lines.append(
                 f"| {label} | {row['token_accuracy']} | {row['exact_match']} | {row['wall_time_s']} |"
             )
-        lines += ["", f"Difference (bf16 - float32): {pilot_record['token_accuracy_difference']}.",
+        lines += ["", f"Difference (bf16 - float32, seed 0): {pilot_record['token_accuracy_difference']}; "
+                  f"seed to seed in float32 (seed 1 - seed 0): {pilot_record['seed_difference']}.",
                   f"Pilot command: `{pilot_record['command']}`", ""]  # fmt: skip
     return "\n".join(lines) + "\n"
 
@@ -288,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
-    parts = set(args.parts.split(","))
+    parts = set(filter(None, args.parts.split(",")))  # none: only render --markdown from --json
     if not cpu_has_native_bf16():
         print("this CPU has no AVX512-BF16/AMX: bf16 would be emulated, nothing to compare", file=sys.stderr)
         return 2
@@ -296,11 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     record: dict[str, Any] = json.loads(args.json.read_text()) if args.json.is_file() else {}
     command = "python benchmarks/bf16.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     record.setdefault("commands", {}).update({part: command for part in parts})
-    record["machine"] = f"torch {torch.__version__}, {args.threads} threads, CPU with AVX512-BF16"
+    record["machine"] = f"torch {torch.__version__}, CPU with AVX512-BF16"
     smiles = pd.read_csv(args.eval_file)["SMILES"].tolist()
     normalized = [normalize_smiles(s, "canonical_nostereo") for s in smiles]
     tokenizer = CMIMTokenizer(model_max_length=1024)
     if "speed" in parts:
+        record["speed_threads"] = args.threads
         record["peak_size"] = args.peak_size
         record["matmul_gflops"] = {
             label: round(matmul_gflops(dtype, args.peak_size, 3.0), 1) for label, dtype in DTYPES.items()
@@ -309,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         record["training"] = {name: training_speed(name, batches, tokenizer, args.warmup) for name in SIZES}
         record["embedding_batch_size"] = args.embedding_batch_size
         record["embedding"] = embedding_speed(normalized[: args.embed_molecules], args.embedding_batch_size)
+        save(record, args.json)
     if "quality" in parts:
+        record["quality_threads"] = args.threads
         cosine = cosine_rows(embeddings(smiles, torch.float32), embeddings(smiles, torch.bfloat16))
         record["cosine"] = {
             "molecules": int(np.isfinite(cosine).sum()),
@@ -318,12 +336,12 @@ def main(argv: list[str] | None = None) -> int:
             "mean": float(np.nanmean(cosine)),
         }
         record["esol"] = esol_probe(5)
+        save(record, args.json)
     if "pilot" in parts:
         if not args.train_file:
             parser.error("--parts pilot needs --train-file")
         record["pilot"] = pilot(args.train_file, args.eval_file, args.pilot_steps, args.out)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(record, indent=2) + "\n")
+        save(record, args.json)
     if args.markdown:
         args.markdown.write_text(markdown(record))
     print(markdown(record))
