@@ -60,6 +60,7 @@ setup(
         "jinja2>=3",
         "matplotlib>=3.7",
         "cma>=3.3,<5",
+        "fcd>=1.2,<2",  # ChemNet (torch) for the MOSES FCD metric
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "peft>=0.17", "parameterized>=0.9"]},
     entry_points={"console_scripts": ["cmim=cmim_hf.cli:main"]},

@@ -8,6 +8,7 @@
     cmim reconstruct in.csv -o out.csv                      encode and decode back, with metrics
     cmim optimize --seeds in.csv --score qed -o best.csv    latent-space property optimisation
     cmim interpolate CCO c1ccccc1O -o path.csv --image path.png   the path between two molecules
+    cmim evaluate-samples samples.csv -o metrics.json       MOSES metrics of any generator's SMILES
 
 Exit codes: 0 ok; 2 a bad file, column, option or checkpoint (one line, naming it); 1 a bug
 (with its traceback).
@@ -61,6 +62,13 @@ def _generation_command(
     return setup
 
 
+def _evaluate_samples(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    from .evaluation.samples_cli import add_evaluate_samples_arguments, run_evaluate_samples_command
+
+    add_evaluate_samples_arguments(parser)
+    return run_evaluate_samples_command
+
+
 class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Shows an option's default once: appended as "(default: X)" only when its help does not already
     speak of a default and the default is a value (not None or False)."""
@@ -105,6 +113,10 @@ SUBCOMMANDS: dict[
     "fit-prior": (
         "fit the aggregate posterior (the default sampling prior) of a checkpoint to training molecules",
         _generation_command("fit-prior"),
+    ),
+    "evaluate-samples": (
+        "MOSES metrics (Valid, Unique, FCD, SNN, Frag, Scaf, IntDiv, Filters, Novelty) of any SMILES file",
+        _evaluate_samples,
     ),
 }
 
