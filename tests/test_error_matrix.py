@@ -60,9 +60,22 @@ COMMANDS: dict[str, list[str]] = {
     ],  # fmt: skip
     "pretrain": ["pretrain", "--train-file", "IN", "--output-dir", "OUT", "--max-steps", "1"],
     "interpolate": ["interpolate", "CCO", "CCN", "-o", "OUT.csv", "--model", "CKPT"],
+    "evaluate-samples": [
+        "evaluate-samples",
+        "IN",
+        "-o",
+        "OUT.json",
+        "--test",
+        "IN",
+        "--test-scaffolds",
+        "IN",
+        "--train",
+        "IN",
+    ],  # fmt: skip
 }
 READS_A_FILE = sorted(set(COMMANDS) - {"interpolate"})  # interpolate reads two SMILES arguments
-FILE_OUTPUTS = ("embed", "sample", "reconstruct", "optimize", "interpolate")
+READS_A_CHECKPOINT = sorted(set(COMMANDS) - {"evaluate-samples"})  # it reads SMILES files only
+FILE_OUTPUTS = ("embed", "sample", "reconstruct", "optimize", "interpolate", "evaluate-samples")
 
 
 def test_every_command_is_in_the_matrix() -> None:
@@ -118,7 +131,7 @@ def test_truncated_gzip_input(command: str, tmp_path: Path, checkpoint: Path, ca
     _assert_one_line(command, err, "broken.csv.gz")
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("command", READS_A_CHECKPOINT)
 def test_not_a_checkpoint(command: str, tmp_path: Path, capsys) -> None:
     if command == "pretrain":
         pytest.skip("pretrain trains a new model: it reads no checkpoint")
@@ -129,7 +142,7 @@ def test_not_a_checkpoint(command: str, tmp_path: Path, capsys) -> None:
     _assert_one_line(command, err, "empty_folder")
 
 
-@pytest.mark.parametrize("command", sorted(set(COMMANDS) - {"pretrain"}))
+@pytest.mark.parametrize("command", sorted(set(READS_A_CHECKPOINT) - {"pretrain"}))
 def test_a_checkpoint_without_its_tokenizer(command: str, tmp_path: Path, capsys) -> None:
     """Case 9: never a silent fallback to the shipped vocabulary."""
     folder = tmp_path / "no_tokenizer"
@@ -139,7 +152,7 @@ def test_a_checkpoint_without_its_tokenizer(command: str, tmp_path: Path, capsys
     _assert_one_line(command, err, "no_tokenizer", "tokenizer")
 
 
-@pytest.mark.parametrize("command", sorted(set(COMMANDS) - {"pretrain"}))
+@pytest.mark.parametrize("command", sorted(set(READS_A_CHECKPOINT) - {"pretrain"}))
 def test_a_checkpoint_whose_config_names_another_architecture(
     command: str, tmp_path: Path, checkpoint: Path, capfd, caplog
 ) -> None:

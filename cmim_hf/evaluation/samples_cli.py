@@ -182,12 +182,12 @@ def run_evaluate_samples_command(args: argparse.Namespace) -> int:
 
     from cmim_hf.evaluation import moses_metrics
 
+    inputs = [args.input, args.test, args.test_scaffolds, args.train]
+    check_output_path(args.output, inputs, args.overwrite)  # first: an output that is an input
     if args.output.suffix.lower() != ".json":
         raise InputError(f"the output must be a .json file, got {args.output}")
     if args.n_jobs < 1 or any(k < 1 for k in args.unique_at):
         raise InputError("--n-jobs and --unique-at must be positive")
-    inputs = [args.input, args.test, args.test_scaffolds, args.train]
-    check_output_path(args.output, inputs, args.overwrite)
     generated = read_smiles_file(args.input, args.smiles_col)
 
     torch.set_num_threads(args.n_jobs)
