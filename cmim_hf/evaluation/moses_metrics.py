@@ -26,12 +26,13 @@ Test and TestSF are MOSES' test and scaffold-test sets, shipped in ``cmim_hf/dat
 precomputed ChemNet, fragment and scaffold statistics (``make_reference_stats.py`` there regenerates
 them); their fingerprints and the canonical training set are computed on first use and cached under
 :func:`default_cache_dir`. Pairwise Tanimoto similarities are exact torch matrix products of 0/1
-fingerprint matrices, block by block (MOSES does the same), so 30k x 176k takes about a minute per
-CPU core.
+fingerprint matrices, block by block (MOSES does the same): SNN of 30k x 176k takes about 20 s on
+2 CPU cores.
 
-Where current RDKit writes a molecule's canonical SMILES differently from the RDKit MOSES used (12 of
-20,000 test molecules), the training set is re-canonicalised here, so Novelty compares molecules, as
-MOSES intended, not strings written by two RDKit versions.
+MOSES compares the canonical SMILES of the generated molecules with the training file's strings,
+canonical for the RDKit MOSES used. Current RDKit writes 276 of the 1.58M training molecules
+differently, so their current canonical SMILES are added to the training set here: Novelty compares
+molecules, not strings written by two RDKit versions.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ __all__ = [
     "scaffold",
     "cosine_similarity",
     "passes_filters",
+    "chemnet_activations",
     "chemnet_statistics",
     "frechet_chemnet_distance",
     "reference_statistics",
@@ -369,6 +371,11 @@ class ChemNetStatistics:
     mean: np.ndarray
     covariance: np.ndarray
 
+    @classmethod
+    def of(cls, activations: np.ndarray) -> ChemNetStatistics:
+        """The statistics of an ``(n, 512)`` activation matrix (n >= 2), in float64."""
+        return cls(mean=activations.mean(0, dtype=np.float64), covariance=np.cov(activations.T))
+
 
 def _chemnet_one_hot(smiles: str) -> np.ndarray:
     """ChemNet's input for ``smiles``: fcd_torch's ``get_one_hot(smiles, 350) / 35``. Symbols are
@@ -388,17 +395,15 @@ def _chemnet_one_hot(smiles: str) -> np.ndarray:
             return one_hot / len(CHEMNET_VOCABULARY)
 
 
-def chemnet_statistics(
+def chemnet_activations(
     canonical: Sequence[str], device: str | torch.device = "cpu", batch_size: int = CHEMNET_BATCH
-) -> ChemNetStatistics | None:
-    """Mean and covariance of the ChemNet activations of ``canonical`` (RDKit-canonical SMILES, as
-    fcd_torch makes them); None for fewer than 2 molecules, where MOSES gives no FCD."""
+) -> np.ndarray:
+    """ChemNet's 512 penultimate activations (``fcd`` package) of each of ``canonical``
+    (RDKit-canonical SMILES, as fcd_torch makes them): an ``(n, 512)`` float32 matrix."""
     from fcd import load_ref_model
 
-    if len(canonical) < 2:
-        return None
     model = load_ref_model()
-    activations = []
+    activations = [np.zeros((0, 512), dtype=np.float32)]
     try:
         model.to(device)
         with torch.no_grad():
@@ -406,11 +411,20 @@ def chemnet_statistics(
                 batch = np.stack([_chemnet_one_hot(s) for s in canonical[start : start + batch_size]])
                 inputs = torch.from_numpy(batch).transpose(1, 2).to(device)
                 # a copy: the output is a view of the whole (batch, 350, 512) LSTM output
-                activations.append(model(inputs).cpu().numpy().astype(np.float64))
+                activations.append(model(inputs).cpu().numpy().copy())
     finally:
         model.to("cpu")  # load_ref_model caches one model for every caller
-    values = np.concatenate(activations)
-    return ChemNetStatistics(mean=values.mean(0), covariance=np.cov(values.T))
+    return np.concatenate(activations)
+
+
+def chemnet_statistics(
+    canonical: Sequence[str], device: str | torch.device = "cpu", batch_size: int = CHEMNET_BATCH
+) -> ChemNetStatistics | None:
+    """The :class:`ChemNetStatistics` of ``canonical`` (RDKit-canonical SMILES); None for fewer than 2
+    molecules, where MOSES gives no FCD."""
+    if len(canonical) < 2:
+        return None
+    return ChemNetStatistics.of(chemnet_activations(canonical, device, batch_size))
 
 
 def frechet_chemnet_distance(
@@ -565,6 +579,10 @@ def _cache_path(cache_dir: str | os.PathLike | None, source: Path, kind: str) ->
     return folder / f"rdkit-{rdBase.rdkitVersion}" / f"{source.name}.{_sha256(source)[:16]}.{kind}"
 
 
+def _counter(names: np.ndarray, counts: np.ndarray) -> Counter[str]:
+    return Counter(dict(zip(names.tolist(), counts.tolist())))
+
+
 def moses_reference_statistics(
     name: str, cache_dir: str | os.PathLike | None = None, n_jobs: int = 1
 ) -> ReferenceStatistics:
@@ -573,12 +591,8 @@ def moses_reference_statistics(
     smiles_file, statistics_file = MOSES_REFERENCES[name]
     source = MOSES_DATA / smiles_file
     with np.load(MOSES_DATA / statistics_file) as shipped:
-        fragments_ = Counter(
-            dict(zip(shipped["fragment_smiles"].tolist(), shipped["fragment_counts"].tolist()))
-        )
-        scaffolds = Counter(
-            dict(zip(shipped["scaffold_smiles"].tolist(), shipped["scaffold_counts"].tolist()))
-        )
+        fragment_counts = _counter(shipped["fragment_smiles"], shipped["fragment_counts"])
+        scaffolds = _counter(shipped["scaffold_smiles"], shipped["scaffold_counts"])
         chemnet = ChemNetStatistics(shipped["chemnet_mean"], shipped["chemnet_covariance"])
         rdkit_version = json.loads(shipped["metadata"].item())["rdkit_version"]
     cached = _cache_path(cache_dir, source, f"morgan{FINGERPRINT_RADIUS}-{FINGERPRINT_BITS}.npy")
@@ -589,7 +603,7 @@ def moses_reference_statistics(
         fingerprints = np.stack(_parallel_map(_fingerprint, read_moses_smiles(source), n_jobs))
         with atomic_output(cached) as partial_path, open(partial_path, "wb") as file:
             np.save(file, np.packbits(fingerprints, axis=1))
-    return ReferenceStatistics(fingerprints, fragments_, scaffolds, chemnet, rdkit_version)
+    return ReferenceStatistics(fingerprints, fragment_counts, scaffolds, chemnet, rdkit_version)
 
 
 def moses_train_set(cache_dir: str | os.PathLike | None = None, n_jobs: int = 1) -> frozenset[str]:
