@@ -19,7 +19,7 @@ import os
 import warnings
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -46,7 +46,7 @@ from .chem import InvalidRow, InvalidSmilesError
 from .distributed import destroy_process_group_safely
 from .errors import InputError, one_line
 from .generation import TOKENIZER_FILES, CheckpointError, check_tokenizer_matches, load_weights_strictly
-from .outputs import check_output_path
+from .outputs import check_output_path, commit_output, output_lock, partial_path
 from .pipelines import Source, compute_embeddings, is_cmim_model, validate_options
 from .pooling import LayerSpec, PoolingMode
 from .precision import autocast_to, resolve_compute_dtype
@@ -598,13 +598,16 @@ class CMIMEmbedder:
         column = file_smiles_column(path, smiles_col)
         rank, world = _distributed_rank_world()
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = out_path.with_name(f".{out_path.name}.partial")
+        partial = partial_path(out_path)  # unique to this process: concurrent writers never share it
         target = partial if world == 1 else _shard_path(out_path, rank, world)
         schema = self._output_schema(column, _carried_schema(path, column))
         invalid: list[InvalidRow] = []
         error: Exception | None = None
-        with _process_group(world):
-            try:
+        with _process_group(world), ExitStack() as held:
+            try:  # rank 0 holds the output's lock, every other rank its shard's, until the end
+                held.enter_context(output_lock(out_path if rank == 0 else target))
+                held.callback(target.unlink, missing_ok=True)  # failed or interrupted: no stray file
+                held.callback(partial.unlink, missing_ok=True)
                 with pq.ParquetWriter(target, schema) as writer:
                     chunks = self._iter_chunks(
                         path, column, rank, world, desc=f"embedding {Path(path).name}", carry_columns=True
@@ -621,12 +624,11 @@ class CMIMEmbedder:
             if world > 1:
                 torch.distributed.all_reduce(failed, op=torch.distributed.ReduceOp.MAX)
             if failed.item():
-                target.unlink(missing_ok=True)  # no half-written output or stray shard; out_path untouched
                 raise error or RuntimeError("another process failed while embedding its shard")
             if world > 1 and rank == 0:
                 _merge_shards(partial, out_path, world, schema)
-            if rank == 0:
-                os.replace(partial, out_path)  # complete: move it into place in one step
+            if rank == 0:  # complete: move it into place in one step
+                commit_output(partial, out_path, overwrite)
             if world > 1:
                 torch.distributed.barrier()
         self._warn_invalid(invalid)
@@ -663,8 +665,8 @@ class CMIMEmbedder:
 
 
 def _shard_path(out_path: Path, rank: int, world: int) -> Path:
-    """Temporary per-process output next to `out_path`."""
-    return out_path.with_name(f"{out_path.name}.shard-{rank:05d}-of-{world:05d}")
+    """Temporary per-process output next to `out_path` (hidden, like every partial output)."""
+    return out_path.with_name(f".{out_path.name}.shard-{rank:05d}-of-{world:05d}")
 
 
 _OUTPUT_COLUMNS = ("row_index", "valid", "invalid_reason", "embedding")

@@ -124,9 +124,12 @@ def test_kill_9_during_embed_leaves_the_previous_output_readable(table: Path, tm
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "cmim_hf.cli", "embed", str(MOSES), "-o", str(out), "--overwrite"]
     process = subprocess.Popen([*command, "--no-progress", "--chunk-size", "64"], env=env)
-    partial = tmp_path / ".out.parquet.partial"
     deadline = time.time() + 120
-    while not partial.exists() and time.time() < deadline and process.poll() is None:
+    while (
+        not list(tmp_path.glob(".out.parquet.partial-*"))
+        and time.time() < deadline
+        and process.poll() is None
+    ):
         time.sleep(0.2)  # wait until it is writing
     assert process.poll() is None, "the embed finished before it could be killed"
     process.send_signal(signal.SIGKILL)  # case 2

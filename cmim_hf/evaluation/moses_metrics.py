@@ -601,7 +601,7 @@ def moses_reference_statistics(
     else:
         logger.info("computing the fingerprints of MOSES %s once, cached in %s", name, cached)
         fingerprints = np.stack(_parallel_map(_fingerprint, read_moses_smiles(source), n_jobs))
-        with atomic_output(cached) as partial_path, open(partial_path, "wb") as file:
+        with atomic_output(cached, wait=True) as partial_path, open(partial_path, "wb") as file:
             np.save(file, np.packbits(fingerprints, axis=1))
     return ReferenceStatistics(fingerprints, fragment_counts, scaffolds, chemnet, rdkit_version)
 
@@ -619,7 +619,7 @@ def moses_train_set(cache_dir: str | os.PathLike | None = None, n_jobs: int = 1)
         logger.info("canonicalising the MOSES training set once, cached in %s", cached)
         canonical = _parallel_map(canonical_smiles, train, n_jobs)
         rewritten = sorted({new for old, new in zip(train, canonical) if new is not None and new != old})
-        with atomic_output(cached) as partial_path:
+        with atomic_output(cached, wait=True) as partial_path:  # another process may write it too
             partial_path.write_text("".join(f"{smiles}\n" for smiles in rewritten))
     return frozenset(train).union(rewritten)
 
