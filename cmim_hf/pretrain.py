@@ -10,13 +10,18 @@ cannot be used (invalid SMILES, tokens outside the vocabulary, too long), trains
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import resource
 import shlex
 import shutil
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +33,16 @@ from .chem import SMILES_NORMALIZATIONS
 from .configuration_cmim import CMIMConfig
 from .corpus import CorpusError, load_smiles_corpus, tokenize_corpus, write_skip_report
 from .distributed import leave_process_group
-from .errors import InputError, one_line, run_with_error_boundary
-from .generation import fit_aggregate_posterior
+from .errors import InputError, Interrupted, one_line, run_with_error_boundary
+from .generation import CheckpointError, fit_aggregate_posterior
 from .modeling_cmim import CMIMForConditionalGeneration
+from .outputs import atomic_output
 from .precision import command_compute_dtype
 from .streaming import (
     StreamingSmilesCorpus,
     StreamPositionCallback,
     corpus_shards,
+    corpus_smiles_column,
     load_stream_position,
     reported_rows,
 )
@@ -53,14 +60,102 @@ def _checkpoints(output_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
-def prepare_run_folder(output_dir: Path, resume: bool, overwrite: bool, remove: bool = True) -> Path | None:
-    """Check ``output_dir`` against the run it may hold; returns the checkpoint to resume from.
-    ``remove=False`` (the other processes of a distributed run) checks without deleting anything.
+RUN_FILES = ("final", "pretrain_results.json", "skipped_train_smiles.csv", "skipped_eval_smiles.csv")
+
+
+def _run_items(output_dir: Path) -> list[Path]:
+    """What a pre-training run wrote into ``output_dir`` (its checkpoints, final model, reports)."""
+    return [
+        *_checkpoints(output_dir),
+        *(output_dir / name for name in RUN_FILES if (output_dir / name).exists()),
+    ]
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def check_run_inputs(args: argparse.Namespace) -> None:
+    """Check every input and option of a run before anything in its output folder is touched.
+
+    Raises:
+        InputError: naming the option: an output folder that is a file, ``--max-steps`` below 1, an
+            input inside the output folder (a run must not read what it may replace), a missing or
+            unreadable corpus, a corpus without a SMILES column, an ``--init-from`` that does not load.
+    """
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RunFolderError(
+            f"--output-dir {output_dir} is a file, not a folder: choose another --output-dir"
+        )
+    if args.max_steps < 1:
+        raise InputError(f"--max-steps must be at least 1, got {args.max_steps}")
+    inputs = {"--train-file": args.train_file, "--eval-file": args.eval_file, "--init-from": args.init_from}
+    for option, value in inputs.items():
+        if value and not glob.has_magic(value) and _inside(Path(value), output_dir):
+            raise RunFolderError(
+                f"{option} {value} is inside the run folder {output_dir}, which the run writes and "
+                "may replace: move it out or choose another --output-dir"
+            )
+    for option in ("--train-file", "--eval-file"):
+        if value := inputs[option]:
+            files = corpus_shards(value)
+            if files[0].suffix != ".smi":
+                corpus_smiles_column(files, args.smiles_column)
+    init_from = Path(args.init_from).expanduser() if args.init_from else None
+    looks_local = init_from and (init_from.exists() or args.init_from.startswith((".", "/", "~")))
+    if looks_local and not (init_from / "config.json").is_file():
+        raise CheckpointError(f"--init-from {init_from} is not a checkpoint folder (no config.json there)")
+
+
+class PreviousRun:
+    """The run an ``--overwrite`` replaces, moved aside into a hidden folder of ``output_dir``: it is
+    deleted once the new run has written its first checkpoint (:meth:`discard`), and moved back if
+    the new run ends before that (:meth:`restore`), so a failed start loses nothing."""
+
+    def __init__(self, output_dir: Path):
+        self.output_dir = output_dir
+        self.aside = output_dir / f".replaced-run-{os.getpid()}"
+        self.aside.mkdir()
+        self.names = [item.name for item in _run_items(output_dir)]
+        for name in self.names:
+            os.replace(output_dir / name, self.aside / name)
+        print(f"note: the previous run is kept in {self.aside} until this run saves its first checkpoint")
+
+    def discard(self) -> None:
+        shutil.rmtree(self.aside, ignore_errors=True)
+
+    def restore(self) -> None:
+        if not self.aside.exists():
+            return
+        for item in _run_items(self.output_dir):  # what the new run wrote before it ended
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+        for name in self.names:
+            os.replace(self.aside / name, self.output_dir / name)
+        self.aside.rmdir()
+
+
+class DiscardPreviousRunCallback(TrainerCallback):
+    """Deletes the replaced run once the new one has a checkpoint of its own."""
+
+    def __init__(self, previous: PreviousRun):
+        self.previous = previous
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.previous.discard()
+
+
+def prepare_run_folder(
+    output_dir: Path, resume: bool, overwrite: bool, remove: bool = True
+) -> tuple[Path | None, PreviousRun | None]:
+    """Check ``output_dir`` against the run it may hold; returns the checkpoint to resume from and,
+    under ``overwrite``, the previous run moved aside (:class:`PreviousRun`). ``remove=False`` (the
+    other processes of a distributed run) checks without moving anything.
 
     A folder holding a run (checkpoints, ``final/`` or ``pretrain_results.json``) needs ``resume``
     (continue from its last complete checkpoint: one with ``trainer_state.json``; a checkpoint cut
-    short by a kill during saving is skipped, with a note) or ``overwrite`` (its checkpoints,
-    ``final/`` and results are removed first).
+    short by a kill during saving is skipped, with a note) or ``overwrite``.
 
     Raises:
         RunFolderError: naming the folder and the option to pass.
@@ -79,16 +174,50 @@ def prepare_run_folder(output_dir: Path, resume: bool, overwrite: bool, remove: 
             raise RunFolderError(f"--resume: {output_dir} has no complete checkpoint-* folder to resume from")
         for skipped in checkpoints[checkpoints.index(complete[-1]) + 1 :]:
             print(f"note: {skipped} is incomplete (no trainer_state.json); resuming from {complete[-1]}")
-        return complete[-1]
+        return complete[-1], None
     if holds_run and not overwrite:
         raise RunFolderError(
             f"{output_dir} holds a pre-training run; pass --resume to continue it or --overwrite to replace it"
         )
-    if overwrite and remove:
-        for path in [*checkpoints, output_dir / "final"]:
-            shutil.rmtree(path, ignore_errors=True)
-        (output_dir / "pretrain_results.json").unlink(missing_ok=True)
-    return None
+    if overwrite and remove and _run_items(output_dir):
+        return None, PreviousRun(output_dir)
+    return None, None
+
+
+class GracefulStop(TrainerCallback):
+    """SIGINT or SIGTERM while training: finish the step, save a resumable checkpoint and stop
+    (a second signal stops at once). Every process of a distributed run stops at the same step."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        """Route SIGINT/SIGTERM to this callback for the block (in the main thread only)."""
+
+        def request_stop(signum: int, frame: object) -> None:
+            if self.signum:
+                raise Interrupted(signum)
+            self.signum = signum
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if args.world_size > 1:  # one process may have seen the signal a step before the others
+            requested = torch.tensor([self.signum], device=args.device)
+            torch.distributed.all_reduce(requested, op=torch.distributed.ReduceOp.MAX)
+            self.signum = int(requested.item())
+        if self.signum:
+            control.should_save = True
+            control.should_training_stop = True
 
 
 ELAPSED_FILE = "pretrain_elapsed.json"  # in every checkpoint: wall time of the run up to it
@@ -351,7 +480,30 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     started = time.time()
     output_dir = Path(args.output_dir)
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun / accelerate launch
-    resume_from = prepare_run_folder(output_dir, args.resume, args.overwrite, remove=main_process)
+    check_run_inputs(args)
+    resume_from, previous_run = prepare_run_folder(
+        output_dir, args.resume, args.overwrite, remove=main_process
+    )
+    try:
+        record = _train(args, started, output_dir, main_process, resume_from, previous_run)
+    except BaseException:
+        if previous_run is not None:
+            previous_run.restore()  # no-op once the new run has saved a checkpoint
+        raise
+    if previous_run is not None:
+        previous_run.discard()
+    return record
+
+
+def _train(
+    args: argparse.Namespace,
+    started: float,
+    output_dir: Path,
+    main_process: bool,
+    resume_from: Path | None,
+    previous_run: PreviousRun | None,
+) -> dict[str, Any]:
+    """:func:`run_pretrain` once its inputs are checked and its run folder prepared."""
     output_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = CMIMTokenizer(
         model_max_length=args.max_length, smiles_normalization=args.smiles_normalization
@@ -437,7 +589,10 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     )
     clock = ElapsedTimeCallback(started, elapsed_before(resume_from))
     molecules_per_step = args.batch_size * args.gradient_accumulation_steps * training_args.world_size
-    callbacks: list[TrainerCallback] = [clock]
+    stop = GracefulStop()
+    callbacks: list[TrainerCallback] = [clock, stop]
+    if previous_run is not None:
+        callbacks.append(DiscardPreviousRunCallback(previous_run))
     if args.streaming:
         callbacks.append(StreamPositionCallback(train_data, molecules_per_step))
     trainer = CMIMTrainer(
@@ -449,7 +604,11 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    with stop.listening():
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if stop.signum:
+        checkpoint = output_dir / f"checkpoint-{trainer.state.global_step}"
+        raise Interrupted(stop.signum, f"a resumable checkpoint is in {checkpoint}: continue with --resume")
     trainer.save_model(str(output_dir / "final"))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir / "final"))
@@ -486,7 +645,8 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     if eval_set is not None:
         record["held_out"] = trainer.evaluate()
     if trainer.is_world_process_zero():
-        (output_dir / "pretrain_results.json").write_text(json.dumps(record, indent=2, default=str))
+        with atomic_output(output_dir / "pretrain_results.json") as partial:
+            partial.write_text(json.dumps(record, indent=2, default=str))
     leave_process_group()
     return record
 

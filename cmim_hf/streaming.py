@@ -57,7 +57,7 @@ def corpus_shards(pattern: str) -> list[Path]:
     return files
 
 
-def _smiles_column(files: list[Path], smiles_column: str | None) -> str:
+def corpus_smiles_column(files: list[Path], smiles_column: str | None) -> str:
     """The SMILES column of CSV/Parquet shards, checked in every shard's header."""
     for file in files:
         try:
@@ -110,7 +110,7 @@ class StreamingSmilesCorpus(torch.utils.data.IterableDataset):
     ) -> None:
         self.files = files
         self.text_format = _FORMATS[files[0].suffix]
-        self.column = "text" if self.text_format == "text" else _smiles_column(files, smiles_column)
+        self.column = "text" if self.text_format == "text" else corpus_smiles_column(files, smiles_column)
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.min_molecules = min_molecules

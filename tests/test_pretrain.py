@@ -112,22 +112,8 @@ def test_resumed_run_reproduces_uninterrupted_losses(tmp_path) -> None:
 
 def test_a_finished_run_is_never_silently_replaced(tmp_path, capsys) -> None:
     """Issue 13, case 4: a folder holding a run needs --resume or --overwrite."""
-    corpus = write_corpus(tmp_path / "train.csv", 32, [])
-    run = tmp_path / "run"
-    common = [
-        "--train-file",
-        str(corpus),
-        "--output-dir",
-        str(run),
-        *TINY,
-        "--max-steps",
-        "2",
-        "--save-steps",
-        "1",
-    ]
-    assert main(common) == 0
-    results = (run / "pretrain_results.json").read_bytes()
-    weights = (run / "final" / "model.safetensors").read_bytes()
+    common, run, written = _finished_run(tmp_path)
+    results, weights = written["pretrain_results.json"], written["final/model.safetensors"]
     assert main(common) == 2
     assert "holds a pre-training run; pass --resume to continue it or --overwrite" in capsys.readouterr().err
     assert (run / "pretrain_results.json").read_bytes() == results
@@ -179,3 +165,82 @@ def test_warm_start_keeps_or_replaces_the_posterior_floor(tmp_path) -> None:
     assert final_floor("scheduled", "--posterior-floor-schedule", "0:0.2,1:0.3") == pytest.approx(
         2 * math.log(0.3)
     )
+
+
+def _finished_run(tmp_path: Path) -> tuple[list[str], Path, dict[str, bytes]]:
+    """A finished 2-step run: its common arguments, folder and the bytes of what it wrote."""
+    corpus = write_corpus(tmp_path / "train.csv", 32, [])
+    run = tmp_path / "run"
+    common = [
+        "--train-file",
+        str(corpus),
+        "--output-dir",
+        str(run),
+        *TINY,
+        "--max-steps",
+        "2",
+        "--save-steps",
+        "1",
+    ]
+    assert main(common) == 0
+    return common, run, _snapshot(run)
+
+
+def _snapshot(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (["--train-file", "typo.csv"], "corpus file not found: typo.csv"),
+        (["--init-from", "RUN/final"], "--init-from RUN/final is inside the run folder RUN"),
+        (["--train-file", "RUN/train.csv"], "--train-file RUN/train.csv is inside the run folder RUN"),
+        (["--init-from", "./no-such-checkpoint"], "is not a checkpoint folder"),
+        (["--max-steps", "0"], "--max-steps must be at least 1, got 0"),
+    ],
+)
+def test_overwrite_checks_everything_before_it_touches_the_previous_run(
+    tmp_path, capsys, change: list[str], message: str
+) -> None:
+    """Issue 23, defect 1: a mistyped option under --overwrite used to delete final/ and every
+    checkpoint before failing; --init-from RUN/final --output-dir RUN deleted its own start."""
+    common, run, before = _finished_run(tmp_path)
+    shutil.copy(tmp_path / "train.csv", run / "train.csv")
+    before["train.csv"] = (run / "train.csv").read_bytes()
+    change = [value.replace("RUN", str(run)) for value in change]
+    capsys.readouterr()
+    assert main([*common, *change, "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and err[0].startswith("cmim pretrain: error: ")
+        and message.replace("RUN", str(run)) in err[0]
+    )
+    assert _snapshot(run) == before
+
+
+def test_overwrite_restores_the_previous_run_when_the_new_one_fails_before_its_first_checkpoint(
+    tmp_path, capsys
+) -> None:
+    common, run, before = _finished_run(tmp_path)
+    too_small = write_corpus(tmp_path / "small.csv", 5, [])  # fails after tokenizing: fewer than one batch
+    assert main([*common, "--train-file", str(too_small), "--overwrite"]) == 2
+    assert "fewer than one batch" in capsys.readouterr().err
+    assert _snapshot(run) == before and not list(run.glob(".replaced-run-*"))
+
+
+def test_overwrite_deletes_the_previous_run_once_the_new_one_has_a_checkpoint(tmp_path) -> None:
+    common, run, before = _finished_run(tmp_path)
+    assert main([*common, "--overwrite", "--max-steps", "1"]) == 0
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith((".", "checkpoint"))) == ["checkpoint-1"]
+    assert (run / "final" / "model.safetensors").read_bytes() != before["final/model.safetensors"]
+
+
+def test_an_output_dir_that_is_a_file_is_one_line(tmp_path, capsys) -> None:
+    corpus = write_corpus(tmp_path / "train.csv", 32, [])
+    (tmp_path / "run").write_text("a user's file")
+    assert main(["--train-file", str(corpus), "--output-dir", str(tmp_path / "run"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "is a file, not a folder" in err
+    assert (tmp_path / "run").read_text() == "a user's file"
