@@ -69,7 +69,7 @@ from cmim_hf.evaluation.benchmark import (
     BenchmarkResults,
     as_seed_list,
     fold_record,
-    prepare_task,
+    prepare_tasks,
     skip_reason,
 )
 from cmim_hf.evaluation.cli import tasks_from_args
@@ -444,7 +444,7 @@ def finetune(
         raise DataError("save_models needs out_dir")
     tokenizer = _load_tokenizer(model_name_or_path)
     max_length = int(AutoConfig.from_pretrained(model_name_or_path).max_position_embeddings)
-    prepared = [prepare_task(task, max_molecules, data_dir) for task in tasks]
+    prepared = prepare_tasks(tasks, max_molecules, data_dir)
     featurizer = f"{Path(str(model_name_or_path)).name}[{settings.classifier_features}]"
     config = {
         "featurizers": {

@@ -369,3 +369,17 @@ def test_shipped_is_the_short_name_of_the_shipped_checkpoint() -> None:
 
     featurizers = _featurizers(["shipped", "ecfp4"], ["informative", "latent"], 8)
     assert list(featurizers) == ["shipped[informative]", "shipped[latent]", "ecfp4"]
+
+
+def test_a_user_task_named_like_a_built_in_one_is_refused(
+    csv_with_invalid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 23, defect 3: ``--tasks esol --csv my.csv --task-name esol`` used to exit 0 with the
+    folds of two data sets averaged into one "esol" row."""
+    out = tmp_path / "out"
+    argv = ["--tasks", "esol", "--csv", str(csv_with_invalid), "--smiles-col", "SMILES", "--label-col", "logS",
+            "--task", "regression", "--task-name", "esol", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert _cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "two tasks are named 'esol'" in err and str(csv_with_invalid) in err
+    assert not (out / "results.json").exists()

@@ -203,6 +203,27 @@ def prepare_task(
     return loaded.select(report.valid_indices), invalid
 
 
+def prepare_tasks(
+    tasks: Sequence[str | MoleculeTask], max_molecules: int | None, data_dir: str | Path | None
+) -> list[tuple[MoleculeTask, list[dict[str, Any]]]]:
+    """:func:`prepare_task` for each task, refusing two tasks of one name: their folds would be
+    averaged into one row and their plots written to one file.
+
+    Raises:
+        DataError: naming the clash and both sources.
+    """
+    prepared = [prepare_task(task, max_molecules, data_dir) for task in tasks]
+    sources: dict[str, str] = {}
+    for task, _ in prepared:
+        if task.name in sources:
+            raise DataError(
+                f"two tasks are named {task.name!r} ({sources[task.name]} and {task.source}): "
+                "give the --csv task another --task-name"
+            )
+        sources[task.name] = task.source
+    return prepared
+
+
 def _describe(spec: str | Featurizer) -> str:
     """A featurizer's spec string, function name or repr, for the config record."""
     if isinstance(spec, str):
@@ -301,7 +322,7 @@ def run_benchmark(
     seed_list = as_seed_list(seeds)
     _check_config(split, probes, featurizers)
     resolved = {name: resolve_featurizer(spec) for name, spec in featurizers.items()}
-    prepared = [prepare_task(task, max_molecules, data_dir) for task in tasks]
+    prepared = prepare_tasks(tasks, max_molecules, data_dir)
     config = {
         "featurizers": {name: _describe(spec) for name, spec in featurizers.items()},
         "tasks": [t.name for t, _ in prepared],

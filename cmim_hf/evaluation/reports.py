@@ -73,6 +73,12 @@ def format_cell(mean: float, std: float, n: int) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub markdown table of ``rows`` (cells already formatted) under ``header``."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(str(cell) for cell in line) + " |" for line in lines)
+
+
 def markdown_report(
     summary: Sequence[Mapping[str, Any]],
     featurizers: Sequence[str],
