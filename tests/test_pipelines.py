@@ -29,6 +29,7 @@ from transformers.pipelines import PIPELINE_REGISTRY, FeatureExtractionPipeline
 from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.pipelines import (
     INFORMATIVE_TASK,
+    CMIMGenerationPipeline,
     InformativeFeatureExtractionPipeline,
     add_pipeline_to_checkpoint,
     compute_embeddings,
@@ -308,3 +309,71 @@ def test_checkpoint_pipeline_loads_without_cmim_hf(cmim_checkpoint: Path, tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     vectors = json.loads(result.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(vectors, extractor("cmim")(["CCO", "c1ccccc1"]), atol=1e-5)
+
+
+BAD_ROWS = {1: "C1CC", 3: "not a smiles", 4: "C" * 300, 6: None}  # unclosed ring, words, too long, not text
+
+
+def with_bad_rows(good: list[str]) -> list:
+    """`good` with `BAD_ROWS` inserted at their indices."""
+    rows: list = list(good)
+    for index, bad in BAD_ROWS.items():
+        rows.insert(index, bad)
+    return rows
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_on_invalid_nan_gives_one_row_per_input_and_names_the_bad_rows(batch_size: int) -> None:
+    pipe = extractor("cmim")
+    good = SMILES_64[:4]
+    rows = with_bad_rows(good)
+    with pytest.warns(UserWarning) as caught:
+        out = pipe(rows, batch_size=batch_size, on_invalid="nan", return_tensors="np")
+    assert len(out) == len(rows) == 8
+    assert all(vector.shape == (64,) and vector.dtype == np.float32 for vector in out)
+    messages = [str(w.message) for w in caught]
+    for index, bad in BAD_ROWS.items():
+        assert np.isnan(out[index]).all()
+        assert any(f"row {index}" in m and repr(bad)[:20] in m for m in messages), (index, messages)
+    alone = [pipe(smiles, return_tensors="np") for smiles in good]
+    kept = [vector for index, vector in enumerate(out) if index not in BAD_ROWS]
+    np.testing.assert_allclose(np.array(kept), np.array(alone), rtol=0, atol=1e-5)
+
+
+def test_on_invalid_nan_keeps_the_output_type_and_works_for_one_input() -> None:
+    pipe = extractor("cmim", on_invalid="nan")
+    with pytest.warns(UserWarning, match="C1CC"):
+        as_list = pipe("C1CC")
+    assert isinstance(as_list, list) and len(as_list) == 64 and all(np.isnan(as_list))
+    with pytest.warns(UserWarning, match="row 0"):
+        (as_torch,) = pipe(["C1CC"], return_tensors=True)
+    assert as_torch.shape == (64,) and as_torch.dtype == torch.float32 and as_torch.isnan().all()
+
+
+def test_an_invalid_row_raises_by_default_naming_the_row_and_the_smiles() -> None:
+    pipe = extractor("cmim")
+    with pytest.raises(ValueError, match=r"row 2\b.*'C1CC'"):
+        pipe(["CCO", "CCN", "C1CC", "CCC"], batch_size=2)
+    with pytest.raises(ValueError, match=r"row 1\b.*tokens"):
+        pipe(["CCO", "C" * 300], batch_size=2)
+    with pytest.raises(ValueError, match="on_invalid"):
+        pipe(["CCO"], on_invalid="skip")  # a pipeline keeps one output per input
+
+
+def test_generic_models_are_not_checked_with_rdkit() -> None:
+    """Any seq2seq model may read text that is not SMILES: only cMIM inputs are checked."""
+    assert len(extractor("bart")(["C1CC", "not a smiles"])) == 2
+
+
+@pytest.mark.parametrize("kind", ["cmim", "t5"])
+def test_an_empty_list_gives_an_empty_list(kind: str) -> None:
+    pipe = extractor(kind)
+    assert pipe([]) == []
+    assert pipe([], batch_size=4, on_invalid="nan") == []
+
+
+def test_generation_pipeline_gives_an_empty_list_for_no_inputs() -> None:
+    model, tokenizer = build("cmim")
+    generator = CMIMGenerationPipeline(model=model, tokenizer=tokenizer, device=-1)
+    assert generator([]) == []
+    assert generator([], mode="neighbours", num_samples=2) == []

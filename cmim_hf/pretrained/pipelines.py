@@ -30,7 +30,10 @@ Without RDKit, inputs are used as written (see `normalize_for_model`) and `valid
 import functools
 import json
 import os
+import types
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +60,11 @@ logger = logging.get_logger(__name__)
 
 Source = Literal["decoder", "latent", "encoder"]
 SOURCES: tuple[str, ...] = ("decoder", "latent", "encoder")
+InvalidPolicy = Literal["raise", "nan"]
+INVALID_POLICIES: tuple[str, ...] = ("raise", "nan")
+PLACEHOLDER_TEXT = "C"
+"""Tokenized in place of an invalid input under on_invalid="nan", so that its row keeps its place in
+the batch; its vector is then replaced by NaN."""
 
 INFORMATIVE_TASK = "informative-feature-extraction"
 """Task name under which `register_pipelines()` makes the pipeline reachable for any model."""
@@ -219,6 +227,15 @@ def compute_embeddings(
     return torch.cat(parts, dim=-1)
 
 
+@dataclass(frozen=True)
+class IndexedInput:
+    """One item of a list or generator given to the feature-extraction pipeline, with its
+    position, so that an invalid item is reported by its row."""
+
+    index: int
+    text: Any
+
+
 class CheckpointPipeline(Pipeline):
     """A text pipeline (tokenizer only) whose `save_pretrained` writes a checkpoint folder that
     names this module's pipelines in its config.json (`add_pipeline_to_checkpoint`)."""
@@ -249,7 +266,12 @@ class InformativeFeatureExtractionPipeline(CheckpointPipeline):
     default True: write each SMILES as the checkpoint's training SMILES were, see
     `normalize_for_model`), `return_tensors`
     (False: list of floats; True or "pt": torch tensor (D,); "np": numpy array (D,)),
-    `truncation`, `tokenize_kwargs`. The model runs in float32 and eval mode;
+    `truncation`, `tokenize_kwargs`, `on_invalid` ("raise", the default: an input the model
+    cannot read raises a ValueError naming its row and text; "nan": it gets a NaN vector and a
+    warning naming its row, and the other rows are still embedded). A cMIM model cannot read a
+    non-string, a SMILES RDKit rejects (checked when RDKit is installed) or one with more tokens
+    than its position table; other models only fail on non-strings or normalization errors.
+    `pipe([])` returns `[]`. The model runs in float32 and eval mode;
     `pipeline(..., dtype=torch.bfloat16)` computes the matmuls in bf16 (autocast; float32 output).
 
     Example:
@@ -281,6 +303,7 @@ class InformativeFeatureExtractionPipeline(CheckpointPipeline):
         tokenize_kwargs: dict[str, Any] | None = None,
         return_tensors: bool | str | None = None,
         normalize: bool | None = None,
+        on_invalid: InvalidPolicy | None = None,
         **unused: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         if unused:
@@ -290,6 +313,13 @@ class InformativeFeatureExtractionPipeline(CheckpointPipeline):
             preprocess_params["truncation"] = truncation
         if normalize is not None:
             preprocess_params["normalize"] = normalize
+        if on_invalid is not None:
+            if on_invalid not in INVALID_POLICIES:
+                raise ValueError(
+                    f"on_invalid must be one of {INVALID_POLICIES} (a pipeline gives one output per "
+                    f"input), got {on_invalid!r}"
+                )
+            preprocess_params["on_invalid"] = on_invalid
         forward_params = {
             key: value
             for key, value in (
@@ -309,15 +339,69 @@ class InformativeFeatureExtractionPipeline(CheckpointPipeline):
         postprocess_params = {} if return_tensors is None else {"return_tensors": return_tensors}
         return preprocess_params, forward_params, postprocess_params
 
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """Embed one text (one vector) or a list of texts (one vector each, in input order; `[]`
+        gives `[]`); options as in the class doc. The items of a list or generator carry their
+        position, so that an invalid one is reported by its row."""
+        if isinstance(inputs, list):
+            if not inputs:
+                return []
+            inputs = [IndexedInput(index, text) for index, text in enumerate(inputs)]
+        elif isinstance(inputs, types.GeneratorType):
+            inputs = (IndexedInput(index, text) for index, text in enumerate(inputs))
+        return super().__call__(inputs, *args, **kwargs)
+
     def preprocess(
-        self, inputs: str, normalize: bool = True, **tokenize_kwargs: Any
+        self,
+        inputs: str | IndexedInput,
+        normalize: bool = True,
+        on_invalid: InvalidPolicy = "raise",
+        **tokenize_kwargs: Any,
+    ) -> dict[str, torch.Tensor]:
+        """Check, normalize and tokenize one text (see `tokenize_input`) into (1, T) `input_ids`
+        and `attention_mask`, and `invalid` (1,) bool.
+
+        Raises:
+            ValueError: for an input the model cannot read, naming its row, under on_invalid="raise";
+                under "nan" it is reported with a warning and tokenized as `PLACEHOLDER_TEXT`.
+        """
+        index, text = (inputs.index, inputs.text) if isinstance(inputs, IndexedInput) else (None, inputs)
+        invalid = False
+        try:
+            encoded = self.tokenize_input(text, normalize, **tokenize_kwargs)
+        except ValueError as err:
+            where = "" if index is None else f"row {index}: "
+            if on_invalid == "raise":
+                raise ValueError(f"{where}{err}") from err
+            warnings.warn(f"{where}{err}; its embedding is NaN (on_invalid='nan')", stacklevel=2)
+            encoded = self.tokenize_input(PLACEHOLDER_TEXT, normalize=False, **tokenize_kwargs)
+            invalid = True
+        return {**encoded, "invalid": torch.tensor([invalid])}
+
+    def tokenize_input(
+        self, text: Any, normalize: bool = True, **tokenize_kwargs: Any
     ) -> dict[str, torch.Tensor]:
         """Normalize (see `normalize_for_model`) and tokenize one text into (1, T) `input_ids` and
-        `attention_mask`."""
-        if normalize:
-            inputs = normalize_for_model(inputs, getattr(self.model.config, "smiles_normalization", None))
-        encoded = self.tokenizer(inputs, return_tensors="pt", **tokenize_kwargs)
+        `attention_mask`.
+
+        Raises:
+            ValueError: for a non-string or a SMILES `normalize_for_model` rejects; for a cMIM model
+                also for a SMILES RDKit rejects (when installed) or one with more tokens than its
+                position table.
+        """
+        if not isinstance(text, str):
+            raise ValueError(f"expected a SMILES string, got {text!r}")
+        cmim = is_cmim_model(self.model)
+        scheme = getattr(self.model.config, "smiles_normalization", None) if normalize else None
+        if cmim and scheme in (None, "none") and rdkit_chem() is not None:
+            parse_with_rdkit(text)  # normalize_for_model parses it otherwise
+        encoded = self.tokenizer(normalize_for_model(text, scheme), return_tensors="pt", **tokenize_kwargs)
         input_ids = encoded["input_ids"]
+        limit = self.model.config.max_position_embeddings if cmim else None
+        if limit is not None and input_ids.shape[1] > limit:
+            raise ValueError(
+                f"the SMILES {text!r} has {input_ids.shape[1]} tokens; the model reads at most {limit}"
+            )
         attention_mask = encoded.get("attention_mask", torch.ones_like(input_ids))
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
@@ -329,7 +413,8 @@ class InformativeFeatureExtractionPipeline(CheckpointPipeline):
         pooling: PoolingMode = "mean",
         include_latent: bool | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Embed a padded batch: (B, T) inputs -> {"embedding": (B, D) float32}."""
+        """Embed a padded batch: (B, T) inputs -> {"embedding": (B, D) float32}, NaN rows where
+        `invalid` (B,) is set."""
         with torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.compute_dtype == torch.bfloat16
         ):
@@ -343,7 +428,11 @@ class InformativeFeatureExtractionPipeline(CheckpointPipeline):
                 include_latent=include_latent,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
-        return {"embedding": embedding.float()}
+        embedding = embedding.float()
+        invalid = model_inputs.get("invalid")
+        if invalid is not None:
+            embedding = embedding.masked_fill(invalid.to(embedding.device)[:, None], float("nan"))
+        return {"embedding": embedding}
 
     def postprocess(
         self, model_outputs: dict[str, torch.Tensor], return_tensors: bool | str = False
