@@ -35,6 +35,7 @@ __all__ = [
     "murcko_scaffold",
     "ecfp4",
     "descriptor_names",
+    "rdkit_descriptor",
     "rdkit_descriptors",
     "validate_smiles",
 ]
@@ -228,6 +229,26 @@ def _descriptor_row(mol: Chem.Mol) -> list[float]:
     values = Descriptors.CalcMolDescriptors(mol, missingVal=math.nan)
     values["Ipc"] = math.log1p(values["Ipc"]) if math.isfinite(values["Ipc"]) else math.nan
     return [float(v) for v in values.values()]
+
+
+def rdkit_descriptor(smiles: str, name: str) -> float:
+    """One column of :func:`rdkit_descriptors` (``name`` as :func:`descriptor_names` spells it) for
+    one molecule, computing that descriptor only; NaN where RDKit cannot compute it.
+
+    Raises:
+        InvalidSmilesError: for an invalid SMILES. KeyError: for an unknown name.
+    """
+    functions = dict(Descriptors._descList)
+    function = functions["Ipc"] if name == "log1p_Ipc" else functions[name]
+    mol = parse_smiles(smiles)
+    with rdBase.BlockLogs():
+        try:
+            value = float(function(mol))
+        except Exception:  # CalcMolDescriptors' missingVal: RDKit failed on this molecule
+            return math.nan
+    if name == "log1p_Ipc" and math.isfinite(value):
+        value = math.log1p(value)
+    return value if math.isfinite(value) else math.nan
 
 
 def rdkit_descriptors(smiles_list: Sequence[str]) -> np.ndarray:

@@ -22,14 +22,24 @@ cannot score) get a penalty instead of stopping the search.
 The set metrics (:func:`fraction_valid`, :func:`fraction_unique`, :func:`fraction_novel`) and
 :func:`tanimoto_similarity` are the pure functions behind the local ``evaluate`` metrics
 ``validity``, ``uniqueness``, ``novelty`` and ``tanimoto_similarity``.
+
+Bounded memory: :func:`iter_sample_prior`, :func:`iter_sample_neighbourhood`,
+:func:`iter_interpolate` and :func:`iter_optimize` yield their results one batch (one seed for
+the search) at a time, so memory does not grow with the number of molecules asked for;
+:class:`SetMetrics` computes validity, uniqueness and novelty of such a stream keeping 8 bytes
+per distinct molecule. Their random codes are the ones the one-call functions draw: torch's CPU
+generator gives the same normal values whether they are drawn at once or in pieces of multiples
+of 16 values (the last piece whole), which is how they are drawn here, whatever the batch size.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +52,7 @@ from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokeniz
 from . import chem
 from .errors import InputError, one_line
 from .latent_stats import fit_gaussian, gaussian_sampling_factor, sample_gaussian
+from .outputs import atomic_output
 from .smiles_grammar import SmilesGrammarLogitsProcessor
 
 __all__ = [
@@ -60,19 +71,25 @@ __all__ = [
     "decode_latents",
     "reconstruct",
     "sample_prior",
+    "iter_sample_prior",
     "AggregatePosterior",
     "AGGREGATE_POSTERIOR_FILE",
     "fit_aggregate_posterior",
     "sample_neighbourhood",
+    "iter_sample_neighbourhood",
     "interpolate",
+    "iter_interpolate",
     "interpolation_path",
     "optimize",
+    "iter_optimize",
     "descriptor_score",
     "tanimoto_similarity",
     "fraction_valid",
     "fraction_unique",
     "canonical_reference",
     "fraction_novel",
+    "DistinctCounter",
+    "SetMetrics",
 ]
 
 InterpolationMethod = Literal["linear", "slerp"]
@@ -393,11 +410,15 @@ class OptimizationResult:
     Attributes:
         seed: the seed SMILES as given.
         seed_score: ``score_fn`` of the seed's canonical SMILES.
-        molecules: every distinct valid molecule decoded during the search, best objective first.
+        molecules: every distinct valid molecule decoded during the search (only the ``top_k`` best
+            when :func:`optimize` is given ``top_k``), best objective first.
         n_evaluated: latent codes decoded (population size x iterations).
         n_penalized: decodes that got the penalty (invalid SMILES, or a score that raised or was
             not finite).
         history: best objective among each iteration's population.
+        any_improved: whether any molecule decoded during the search scored strictly higher than
+            the seed (also when ``molecules`` keeps only the best few; default: judged from
+            ``molecules``).
     """
 
     seed: str
@@ -406,6 +427,11 @@ class OptimizationResult:
     n_evaluated: int
     n_penalized: int
     history: list[float]
+    any_improved: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.any_improved is None:
+            self.any_improved = bool(self.improved)
 
     @property
     def best(self) -> OptimizedMolecule | None:
@@ -506,6 +532,88 @@ def fraction_novel(smiles: Sequence[str], reference: Sequence[str] | frozenset[s
     known = reference if isinstance(reference, frozenset) else canonical_reference(reference)
     distinct = set(_canonical_valid(smiles))
     return len(distinct - known) / len(distinct) if distinct else 0.0
+
+
+class DistinctCounter:
+    """Counts the distinct strings among those added, keeping 8 bytes per distinct string (a 64-bit
+    BLAKE2b hash) instead of the strings: about 8 MB for a million distinct molecules. Two strings
+    with the same hash count once; among a million distinct strings that happens with probability
+    about 3e-8."""
+
+    _MERGE_AT = 65536  # hashes waiting before they are merged into the sorted distinct ones
+
+    def __init__(self) -> None:
+        self._distinct = np.zeros(0, dtype=np.uint64)
+        self._pending: list[np.ndarray] = []
+        self._waiting = 0
+
+    def add(self, strings: Iterable[str]) -> None:
+        """Count ``strings`` (any iterable of str)."""
+        digests = b"".join(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest() for s in strings)
+        if digests:
+            self._pending.append(np.frombuffer(digests, dtype=np.uint64))
+            self._waiting += len(self._pending[-1])
+            if self._waiting >= max(self._MERGE_AT, len(self._distinct)):
+                self._merge()
+
+    def _merge(self) -> None:
+        if self._pending:
+            self._distinct = np.unique(np.concatenate([self._distinct, *self._pending]))
+            self._pending, self._waiting = [], 0
+
+    def __len__(self) -> int:
+        self._merge()
+        return len(self._distinct)
+
+
+class SetMetrics:
+    """Validity, uniqueness and novelty (as :func:`fraction_valid`, :func:`fraction_unique` and
+    :func:`fraction_novel`) of molecules seen batch by batch, in memory that grows only with the
+    distinct valid molecules (8 bytes each, see :class:`DistinctCounter`).
+
+    Args:
+        reference: canonical SMILES of the reference molecules (:func:`canonical_reference`), for
+            :attr:`novelty`; None for no novelty.
+    """
+
+    def __init__(self, reference: frozenset[str] | None = None) -> None:
+        self.reference = reference
+        self.molecules = 0
+        self.valid = 0
+        self._distinct = DistinctCounter()
+        self._novel = DistinctCounter()
+
+    def update(self, smiles: Sequence[str], valid: Sequence[bool] | None = None) -> None:
+        """Count a batch of decoded SMILES (``valid``: their RDKit flags, computed when None)."""
+        valid = _validity(smiles) if valid is None else valid
+        canonical = [chem.canonicalize(s) for s, ok in zip(smiles, valid) if ok]
+        self.molecules += len(smiles)
+        self.valid += len(canonical)
+        self._distinct.add(canonical)
+        if self.reference is not None:
+            self._novel.add(c for c in canonical if c not in self.reference)
+
+    @property
+    def validity(self) -> float:
+        """Fraction of the molecules that are valid (0.0 for none)."""
+        return self.valid / self.molecules if self.molecules else 0.0
+
+    @property
+    def uniqueness(self) -> float:
+        """Distinct canonical SMILES among the valid molecules / valid molecules (0.0 if none)."""
+        return len(self._distinct) / self.valid if self.valid else 0.0
+
+    @property
+    def novelty(self) -> float:
+        """Fraction of the distinct valid molecules not in the reference (0.0 if none is valid).
+
+        Raises:
+            ValueError: without a reference.
+        """
+        if self.reference is None:
+            raise ValueError("novelty needs reference molecules: SetMetrics(reference=...)")
+        distinct = len(self._distinct)
+        return len(self._novel) / distinct if distinct else 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -629,6 +737,57 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
+class _NormalStream:
+    """The ``total`` standard normal values of one ``torch.randn(total, generator=generator)``
+    call, handed out in pieces of any size without drawing them all.
+
+    Torch's CPU generator fills a tensor of 16 values or more with uniforms and turns each group
+    of 16 into normals (Box-Muller), redrawing the last 16 when the size is not a multiple of 16.
+    Drawing pieces whose sizes are multiples of 16, with whatever is left drawn whole as the last
+    piece, therefore gives the same values as the one call (``test_normal_stream_matches_one_draw``
+    checks it). At most ``count + 31`` values are drawn at once.
+    """
+
+    def __init__(self, total: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> None:
+        self.left = total
+        self.generator = generator
+        self.dtype = dtype
+        self.buffer = torch.zeros(0, dtype=dtype)
+
+    def take(self, count: int) -> torch.Tensor:
+        """The next ``count`` values, (count,) of ``dtype``."""
+        if count > len(self.buffer) + self.left:
+            raise ValueError(f"{count} values asked for, {len(self.buffer) + self.left} left")
+        if count > len(self.buffer):
+            size = min(self.left, -(-(count - len(self.buffer)) // 16) * 16)
+            if self.left - size < 16:  # a last piece under 16 values would be drawn another way
+                size = self.left
+            piece = torch.randn(size, generator=self.generator, dtype=self.dtype)
+            self.left -= size
+            self.buffer = torch.cat([self.buffer, piece]) if len(self.buffer) else piece
+        values, self.buffer = self.buffer[:count], self.buffer[count:].clone()
+        return values
+
+
+def _concat_results(pieces: list[Any], empty: Any) -> Any:
+    """One result from per-batch results of the same type (lists joined, tensors and arrays
+    concatenated, other fields taken from the first piece); ``empty`` when there are none."""
+    if not pieces:
+        return empty
+    joined = {}
+    for item in dataclasses.fields(pieces[0]):
+        values = [getattr(piece, item.name) for piece in pieces]
+        if isinstance(values[0], torch.Tensor):
+            joined[item.name] = torch.cat(values)
+        elif isinstance(values[0], np.ndarray):
+            joined[item.name] = np.concatenate(values)
+        elif isinstance(values[0], list) and item.name != "seeds":
+            joined[item.name] = [value for part in values for value in part]
+        else:
+            joined[item.name] = values[0]
+    return type(pieces[0])(**joined)
+
+
 # ---------------------------------------------------------------------------------------------
 # Reconstruction, sampling, interpolation
 # ---------------------------------------------------------------------------------------------
@@ -691,16 +850,16 @@ class AggregatePosterior:
         from safetensors.torch import save_file
 
         path = Path(folder) / AGGREGATE_POSTERIOR_FILE
-        partial = path.with_name(path.name + ".partial")
         tensors = {
             "mean": self.mean.double().contiguous(),
             "covariance": self.covariance.double().contiguous(),
         }
-        save_file(tensors, str(partial), metadata={"molecules": str(self.molecules), "source": self.source})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(partial, 0o666 & ~umask)  # like any file the user writes, not safetensors' private mode
-        os.replace(partial, path)
+        metadata = {"molecules": str(self.molecules), "source": self.source}
+        with atomic_output(path, wait=True) as partial:
+            save_file(tensors, str(partial), metadata=metadata)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(partial, 0o666 & ~umask)  # like any file the user writes, not safetensors' mode
         return path
 
     @classmethod
@@ -755,20 +914,62 @@ def sample_prior(
 ) -> GenerationResult:
     """Decode ``n`` codes drawn from ``prior`` (an :class:`AggregatePosterior`, with its covariance
     scaled by ``scale^2``) or, when it is None, from N(0, scale^2 I). ``scale`` < 1 trades diversity
-    for validity; ``grammar_constrained``: as :func:`decode_latents`."""
+    for validity; ``grammar_constrained``: as :func:`decode_latents`. The same molecules for any
+    ``batch_size``; :func:`iter_sample_prior` gives them batch by batch."""
+    pieces = iter_sample_prior(
+        model, tokenizer, n, scale, seed, num_beams, max_new_tokens, batch_size, prior, grammar_constrained
+    )
+    shape = (model.config.num_latents, model.config.latent_size)
+    return _concat_results(list(pieces), GenerationResult([], [], torch.zeros(0, *shape)))
+
+
+def iter_sample_prior(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    n: int,
+    scale: float = 1.0,
+    seed: int = 0,
+    num_beams: int = 1,
+    max_new_tokens: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    prior: AggregatePosterior | None = None,
+    grammar_constrained: bool = False,
+) -> Iterator[GenerationResult]:
+    """:func:`sample_prior` one batch at a time: a :class:`GenerationResult` for each ``batch_size``
+    codes, drawn just before they are decoded, so memory does not grow with ``n``. Together the
+    batches are :func:`sample_prior`'s molecules and codes, whatever ``batch_size``.
+
+    Raises:
+        ValueError: for a negative ``n`` or ``scale``, or a prior of another dimension (at the call).
+    """
     if n < 0 or scale < 0:
         raise ValueError(f"n and scale must be non-negative, got n={n}, scale={scale}")
     shape = (model.config.num_latents, model.config.latent_size)
-    if prior is None:
-        z = scale * torch.randn((n, *shape), generator=_generator(seed))
-    else:
-        if prior.mean.numel() != shape[0] * shape[1]:
-            raise ValueError(
-                f"the aggregate posterior has {prior.mean.numel()} dimensions, the model {shape}"
+    dims = shape[0] * shape[1]
+    if prior is not None and prior.mean.numel() != dims:
+        raise ValueError(f"the aggregate posterior has {prior.mean.numel()} dimensions, the model {shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+    def batches() -> Iterator[GenerationResult]:
+        if prior is None:
+            noise = _NormalStream(n * dims, _generator(seed), torch.float32)
+        else:  # as AggregatePosterior.sample: float64 standard normals through the Cholesky factor
+            mean, factor = prior.mean.double(), gaussian_sampling_factor(prior.covariance).double()
+            noise = _NormalStream(n * dims, _generator(seed), torch.float64)
+        for part in _batches(n, batch_size):
+            count = part.stop - part.start
+            if prior is None:
+                z = scale * noise.take(count * dims).reshape(count, *shape)
+            else:
+                draws = noise.take(count * dims).reshape(count, dims)
+                z = (mean + scale * draws @ factor.T).float().reshape(count, *shape)
+            decoded = decode_latents(
+                model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained
             )
-        z = prior.sample(n, shape, _generator(seed), scale)
-    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained)
-    return GenerationResult(smiles=decoded, valid=_validity(decoded), latents=z)
+            yield GenerationResult(smiles=decoded, valid=_validity(decoded), latents=z)
+
+    return batches()
 
 
 def sample_neighbourhood(
@@ -786,27 +987,77 @@ def sample_neighbourhood(
     """Decode ``n_per_seed`` codes mu(seed) + radius * N(0, I) around each seed molecule.
 
     Molecules come grouped by seed (all samples of seed 0 first); ``grammar_constrained``: as
-    :func:`decode_latents`.
+    :func:`decode_latents`. The same molecules for any ``batch_size``;
+    :func:`iter_sample_neighbourhood` gives them batch by batch.
 
     Raises:
         InvalidSmilesError: for an invalid seed SMILES (naming it and its position).
     """
+    pieces = iter_sample_neighbourhood(
+        model,
+        tokenizer,
+        seeds,
+        n_per_seed,
+        radius,
+        seed,
+        num_beams,
+        max_new_tokens,
+        batch_size,
+        grammar_constrained,
+    )
+    shape = (model.config.num_latents, model.config.latent_size)
+    empty = NeighbourhoodResult([], [], torch.zeros(0, *shape), seeds=_as_list(seeds))
+    return _concat_results(list(pieces), empty)
+
+
+def iter_sample_neighbourhood(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    seeds: str | Sequence[str],
+    n_per_seed: int,
+    radius: float = DEFAULT_RADIUS,
+    seed: int = 0,
+    num_beams: int = 1,
+    max_new_tokens: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    grammar_constrained: bool = False,
+) -> Iterator[NeighbourhoodResult]:
+    """:func:`sample_neighbourhood` one batch at a time: a :class:`NeighbourhoodResult` (every seed,
+    ``seed_index`` into them) for each ``batch_size`` molecules, so memory grows with the number
+    of seeds but not with ``n_per_seed``. Together the batches are :func:`sample_neighbourhood`'s
+    result, whatever ``batch_size``.
+
+    Raises:
+        InvalidSmilesError: for an invalid seed SMILES (at the call).
+    """
     if n_per_seed < 0 or radius < 0:
         raise ValueError(f"n_per_seed and radius must be non-negative, got {n_per_seed}, {radius}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     seed_smiles = _as_list(seeds)
     mu = encode_smiles(model, tokenizer, seed_smiles, batch_size)  # (S, K, L)
-    noise = torch.randn((len(seed_smiles), n_per_seed, *mu.shape[1:]), generator=_generator(seed))
-    z = (mu.unsqueeze(1) + radius * noise).reshape(-1, *mu.shape[1:])  # (S * n, K, L)
-    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained)
-    seed_index = [i for i in range(len(seed_smiles)) for _ in range(n_per_seed)]
-    return NeighbourhoodResult(
-        smiles=decoded,
-        valid=_validity(decoded),
-        latents=z,
-        seeds=seed_smiles,
-        seed_index=seed_index,
-        similarity=tanimoto_similarity(decoded, [seed_smiles[i] for i in seed_index]),
-    )
+    shape, dims = mu.shape[1:], mu[0].numel() if len(mu) else 0
+
+    def batches() -> Iterator[NeighbourhoodResult]:
+        # the noise of all S * n codes, seed-major, in the order one (S, n, K, L) draw gives it
+        noise = _NormalStream(len(seed_smiles) * n_per_seed * dims, _generator(seed), torch.float32)
+        for part in _batches(len(seed_smiles) * n_per_seed, batch_size):
+            seed_index = [j // n_per_seed for j in range(part.start, part.stop)]
+            count = len(seed_index)
+            z = mu[seed_index] + radius * noise.take(count * dims).reshape(count, *shape)
+            decoded = decode_latents(
+                model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained
+            )
+            yield NeighbourhoodResult(
+                smiles=decoded,
+                valid=_validity(decoded),
+                latents=z,
+                seeds=seed_smiles,
+                seed_index=seed_index,
+                similarity=tanimoto_similarity(decoded, [seed_smiles[i] for i in seed_index]),
+            )
+
+    return batches()
 
 
 def interpolation_path(
@@ -849,15 +1100,66 @@ def interpolate(
     Raises:
         InvalidSmilesError: if ``start`` or ``end`` is invalid.
     """
+    pieces = iter_interpolate(
+        model,
+        tokenizer,
+        start,
+        end,
+        steps,
+        method,
+        num_beams,
+        max_new_tokens,
+        batch_size,
+        grammar_constrained,
+    )
+    return _concat_results(list(pieces), None)
+
+
+def iter_interpolate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    start: str,
+    end: str,
+    steps: int = 10,
+    method: InterpolationMethod = "linear",
+    num_beams: int = 1,
+    max_new_tokens: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    grammar_constrained: bool = False,
+) -> Iterator[InterpolationResult]:
+    """:func:`interpolate` one batch at a time: an :class:`InterpolationResult` for each
+    ``batch_size`` points of the path (its ``t`` those points' positions). Only the positions
+    (4 bytes a step) are computed for the whole path at once, as one ``torch.linspace``.
+
+    Raises:
+        ValueError / InvalidSmilesError: as :func:`interpolate` (at the call).
+    """
     if steps < 2:
         raise ValueError(f"steps must be >= 2 (the two end points), got {steps}")
+    if method not in INTERPOLATION_METHODS:
+        raise ValueError(f"method must be one of {INTERPOLATION_METHODS}, got {method!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     mu = encode_smiles(model, tokenizer, [start, end], batch_size)
     t = torch.linspace(0.0, 1.0, steps)
-    z = interpolation_path(mu[0], mu[1], t, method)
-    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained)
-    return InterpolationResult(
-        smiles=decoded, valid=_validity(decoded), latents=z, start=start, end=end, t=t.tolist(), method=method
-    )
+
+    def batches() -> Iterator[InterpolationResult]:
+        for part in _batches(steps, batch_size):
+            z = interpolation_path(mu[0], mu[1], t[part], method)
+            decoded = decode_latents(
+                model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained
+            )
+            yield InterpolationResult(
+                smiles=decoded,
+                valid=_validity(decoded),
+                latents=z,
+                start=start,
+                end=end,
+                t=t[part].tolist(),
+                method=method,
+            )
+
+    return batches()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -872,12 +1174,12 @@ def descriptor_score(name: str) -> Callable[[str], float]:
     matches = [i for i, n in enumerate(names) if n.lower() == name.lower()]
     if not matches:
         raise ValueError(f"unknown RDKit descriptor {name!r}; e.g. qed, MolLogP, TPSA, MolWt")
-    column = matches[0]
+    column = names[matches[0]]
 
     def score(smiles: str) -> float:
-        return float(chem.rdkit_descriptors([smiles])[0, column])
+        return chem.rdkit_descriptor(smiles, column)
 
-    score.__name__ = names[column]
+    score.__name__ = column
     return score
 
 
@@ -905,6 +1207,7 @@ def optimize(
     max_new_tokens: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     grammar_constrained: bool = False,
+    top_k: int | None = None,
 ) -> list[OptimizationResult]:
     """Search the latent space around each seed molecule for molecules with a higher score.
 
@@ -919,59 +1222,165 @@ def optimize(
         population_size: codes per round (default: CMA-ES's 4 + 3 ln(K * L)).
         seed: seeds the CMA-ES sampler (seed i uses ``seed + i``); same seed, same result.
         grammar_constrained: as :func:`decode_latents`.
+        top_k: keep only the ``top_k`` best distinct molecules of each seed (and score at most
+            ``SCORE_CACHE_SIZE`` recent distinct molecules from memory), so memory does not grow
+            with ``iterations``; None (default) keeps every distinct molecule. With a deterministic
+            ``score_fn`` the search and the best molecules are the same either way.
 
     Returns:
-        One :class:`OptimizationResult` per seed molecule.
+        One :class:`OptimizationResult` per seed molecule (:func:`iter_optimize` yields them one
+        at a time).
 
     Raises:
         InvalidSmilesError: for an invalid seed SMILES (naming it and its position).
         Exception: whatever ``score_fn`` raises on a seed molecule.
     """
-    import cma
+    return list(
+        iter_optimize(
+            model,
+            tokenizer,
+            seeds,
+            score_fn,
+            iterations,
+            population_size,
+            sigma,
+            similarity_weight,
+            invalid_penalty,
+            seed,
+            num_beams,
+            max_new_tokens,
+            batch_size,
+            grammar_constrained,
+            top_k,
+        )
+    )
 
+
+# Distinct molecules whose score :func:`iter_optimize` remembers when it keeps only the best few;
+# a molecule decoded again after that many others is scored again.
+SCORE_CACHE_SIZE = 65536
+
+
+def iter_optimize(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    seeds: str | Sequence[str],
+    score_fn: Callable[[str], float],
+    iterations: int = 10,
+    population_size: int | None = None,
+    sigma: float = 0.5,
+    similarity_weight: float = 0.0,
+    invalid_penalty: float = -1000.0,
+    seed: int = 0,
+    num_beams: int = 1,
+    max_new_tokens: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    grammar_constrained: bool = False,
+    top_k: int | None = None,
+) -> Iterator[OptimizationResult]:
+    """:func:`optimize`, yielding each seed's :class:`OptimizationResult` when its search ends.
+
+    Raises:
+        ValueError / InvalidSmilesError: as :func:`optimize` (at the call, for the seeds).
+    """
     if iterations < 1 or sigma <= 0:
         raise ValueError(f"iterations must be >= 1 and sigma > 0, got {iterations}, {sigma}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be positive or None, got {top_k}")
     seed_smiles = _as_list(seeds)
     mu = encode_smiles(model, tokenizer, seed_smiles, batch_size)  # (S, K, L); validates the seeds
-    results = []
-    for index, (seed_text, seed_code) in enumerate(zip(seed_smiles, mu)):
-        canonical_seed = chem.canonicalize(seed_text)
-        seed_score = float(score_fn(canonical_seed))
-        rng = np.random.default_rng(seed + index)
-        options: dict[str, Any] = {
-            "seed": np.nan,  # leave numpy's global RNG alone: sampling goes through `randn`
-            "randn": lambda lam, dim, rng=rng: rng.standard_normal((lam, dim)),
-            "verbose": -9,
-            "verb_disp": 0,
-            "verb_log": 0,
-        }
-        if population_size is not None:
-            options["popsize"] = population_size
-        strategy = cma.CMAEvolutionStrategy(seed_code.double().flatten().numpy(), sigma, options)
-        found: dict[str, OptimizedMolecule | None] = {}
-        n_evaluated = n_penalized = 0
-        history = []
-        for _ in range(iterations):
-            candidates = strategy.ask()
-            z = torch.as_tensor(np.stack(candidates), dtype=torch.float32).reshape(-1, *seed_code.shape)
-            decoded = decode_latents(
-                model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained
+
+    def searches() -> Iterator[OptimizationResult]:
+        for index, (seed_text, seed_code) in enumerate(zip(seed_smiles, mu)):
+            yield _optimize_one(
+                model,
+                tokenizer,
+                seed_text,
+                seed_code,
+                score_fn,
+                iterations,
+                population_size,
+                sigma,
+                similarity_weight,
+                invalid_penalty,
+                seed + index,
+                (num_beams, max_new_tokens, batch_size, grammar_constrained),
+                top_k,
             )
-            objectives = []
-            for smiles in decoded:
-                molecule = _score_decode(smiles, canonical_seed, score_fn, similarity_weight, found)
-                n_penalized += molecule is None
-                objectives.append(invalid_penalty if molecule is None else molecule.objective)
-            n_evaluated += len(decoded)
-            history.append(max(objectives))
-            strategy.tell(candidates, [-o for o in objectives])  # CMA-ES minimises
-        molecules = sorted(
-            (m for m in found.values() if m is not None), key=lambda m: (-m.objective, m.smiles)
-        )
-        results.append(
-            OptimizationResult(seed_text, seed_score, molecules, n_evaluated, n_penalized, history)
-        )
-    return results
+
+    return searches()
+
+
+def _optimize_one(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    seed_text: str,
+    seed_code: torch.Tensor,
+    score_fn: Callable[[str], float],
+    iterations: int,
+    population_size: int | None,
+    sigma: float,
+    similarity_weight: float,
+    invalid_penalty: float,
+    rng_seed: int,
+    decoding: tuple[int, int | None, int, bool],
+    top_k: int | None,
+) -> OptimizationResult:
+    """The CMA-ES search around one seed molecule (see :func:`optimize`)."""
+    import cma
+
+    canonical_seed = chem.canonicalize(seed_text)
+    seed_score = float(score_fn(canonical_seed))
+    rng = np.random.default_rng(rng_seed)
+    options: dict[str, Any] = {
+        "seed": np.nan,  # leave numpy's global RNG alone: sampling goes through `randn`
+        "randn": lambda lam, dim, rng=rng: rng.standard_normal((lam, dim)),
+        "verbose": -9,
+        "verb_disp": 0,
+        "verb_log": 0,
+    }
+    if population_size is not None:
+        options["popsize"] = population_size
+    strategy = cma.CMAEvolutionStrategy(seed_code.double().flatten().numpy(), sigma, options)
+    scored: dict[str, OptimizedMolecule | None] = {}  # canonical SMILES -> molecule (None: penalized)
+    kept: dict[str, OptimizedMolecule] = {}  # every distinct valid molecule, or the top_k best
+    any_improved = False
+    n_evaluated = n_penalized = 0
+    history = []
+    for _ in range(iterations):
+        candidates = strategy.ask()
+        z = torch.as_tensor(np.stack(candidates), dtype=torch.float32).reshape(-1, *seed_code.shape)
+        decoded = decode_latents(model, tokenizer, z, *decoding)
+        objectives = []
+        for smiles in decoded:
+            molecule = _score_decode(smiles, canonical_seed, score_fn, similarity_weight, scored)
+            if top_k is not None and len(scored) > SCORE_CACHE_SIZE:
+                del scored[next(iter(scored))]  # the oldest
+            n_penalized += molecule is None
+            objectives.append(invalid_penalty if molecule is None else molecule.objective)
+            if molecule is not None:
+                any_improved = any_improved or molecule.score > seed_score
+                _keep_best(kept, molecule, top_k)
+        n_evaluated += len(decoded)
+        history.append(max(objectives))
+        strategy.tell(candidates, [-o for o in objectives])  # CMA-ES minimises
+    molecules = sorted(kept.values(), key=_rank_key)
+    return OptimizationResult(
+        seed_text, seed_score, molecules, n_evaluated, n_penalized, history, any_improved=any_improved
+    )
+
+
+def _rank_key(molecule: OptimizedMolecule) -> tuple[float, str]:
+    return (-molecule.objective, molecule.smiles)
+
+
+def _keep_best(kept: dict[str, OptimizedMolecule], molecule: OptimizedMolecule, top_k: int | None) -> None:
+    """Add ``molecule`` to ``kept`` (distinct canonical SMILES), then drop the worst beyond ``top_k``."""
+    if molecule.smiles in kept:
+        return
+    kept[molecule.smiles] = molecule
+    if top_k is not None and len(kept) > top_k:
+        del kept[max(kept.values(), key=_rank_key).smiles]
 
 
 def _score_decode(

@@ -10,7 +10,9 @@
     cmim fit-prior train.csv --model runs/cmim/final          store the aggregate posterior
 
 Outputs are CSV (``.csv``) or JSON (``.json``: ``{"summary": ..., "molecules": [...]}``) files; a
-one-line summary goes to stderr. Input files are CSV (optionally gzipped) or Parquet with a SMILES
+one-line summary goes to stderr. `cmim sample`, `cmim interpolate` and `cmim optimize` decode,
+write and summarise one batch (one seed molecule for optimize) at a time, so their memory does not
+grow with ``-n``, ``--steps`` or ``--iterations`` (benchmarks/peak_rss.py measures it). Input files are CSV (optionally gzipped) or Parquet with a SMILES
 column; every input row is kept, invalid ones flagged with RDKit's reason. Exit codes: 0 ok,
 2 expected failure (missing file or column, bad or mismatched checkpoint, bad option, an output
 that exists or is an input), 1 runtime failure, with one-line messages on stderr.
@@ -19,17 +21,24 @@ that exists or is an input), 1 runtime failure, with one-line messages on stderr
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
 import importlib
 import importlib.util
 import json
 import math
+import shutil
 import sys
-from collections.abc import Callable
+import tempfile
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import chem, generation, resolve_checkpoint
 from .drawing import IMAGE_SUFFIXES, draw_result, save_image
@@ -208,12 +217,112 @@ def _write(path: Path, records: list[dict[str, Any]], summary: dict[str, Any], c
             partial.write_text(text, encoding="utf-8")
 
 
+class _Records:
+    """Rows written as they come (see :func:`_record_output`): CSV rows at once, JSON records to a
+    spool file, joined behind the summary at the end."""
+
+    def __init__(self, handle: Any, columns: list[str], json_output: bool) -> None:
+        self.handle = handle
+        self.columns = columns
+        self.json_output = json_output
+        self.summary: dict[str, Any] = {}
+        self.written = 0
+        self.csv = None if json_output else csv.writer(handle, lineterminator="\n")
+        if self.csv is not None:
+            self.csv.writerow(columns)
+
+    def write(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            if self.csv is not None:
+                self.csv.writerow([_csv_cell(record.get(column)) for column in self.columns])
+            else:
+                text = json.dumps(_jsonable(record), indent=2, allow_nan=False)
+                self.handle.write((",\n" if self.written else "") + _indent(text, "    "))
+            self.written += 1
+
+
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell as pandas' ``to_csv`` writes it: empty for None/NaN, ``repr`` for floats."""
+    value = _jsonable(value)
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else value
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+@contextmanager
+def _record_output(path: Path, columns: list[str]) -> Iterator[_Records]:
+    """Write records batch by batch (``.write(records)``) through a temporary file moved into
+    place when the block succeeds: CSV (``columns``, header first; the summary is for stderr only)
+    or JSON ``{"summary": ..., "molecules": [...]}`` laid out as ``json.dumps(indent=2)`` lays it
+    out, the summary set on the yielded object before the block ends. Memory does not grow with the
+    number of records: JSON records wait in a temporary file next to the output."""
+    with atomic_output(path) as partial:
+        if path.suffix.lower() == ".csv":
+            with open(partial, "w", encoding="utf-8", newline="") as handle:
+                yield _Records(handle, columns, json_output=False)
+            return
+        with tempfile.TemporaryFile("w+", encoding="utf-8", dir=partial.parent) as spool:
+            records = _Records(spool, columns, json_output=True)
+            yield records
+            head = json.dumps({"summary": _jsonable(records.summary)}, indent=2, allow_nan=False)
+            with open(partial, "w", encoding="utf-8") as handle:
+                handle.write(head[: -len("\n}")] + ',\n  "molecules": [')
+                if records.written:
+                    handle.write("\n")
+                    spool.seek(0)
+                    shutil.copyfileobj(spool, handle)
+                    handle.write("\n  ")
+                handle.write("]\n}\n")
+
+
+# draw_result draws at most this many panels; a command keeps this many rows + 1 of its results for
+# --image (the +1: an interpolation labels its last point "(end)", which must stay out of sight)
+DRAWN_PANELS = 48
+
+
 def _draw(args: argparse.Namespace, result: Any, top_k: int | None = None) -> str:
     """Draw ``result`` into ``--image`` (when given); the summary's suffix naming it."""
     if args.image is None:
         return ""
-    save_image(draw_result(result, top_k=top_k, svg=args.image.suffix.lower() == ".svg"), args.image)
+    svg = args.image.suffix.lower() == ".svg"
+    save_image(draw_result(result, max_panels=DRAWN_PANELS, top_k=top_k, svg=svg), args.image)
     return f" and {args.image}"
+
+
+class _Head:
+    """The first ``DRAWN_PANELS + 1`` rows of a stream of per-batch results (for --image), joined
+    into one result of their type."""
+
+    def __init__(self, wanted: bool) -> None:
+        self.left = DRAWN_PANELS + 1 if wanted else 0
+        self.pieces: list[Any] = []
+
+    def add(self, batch: Any) -> None:
+        if self.left > 0:
+            piece = _head_of(batch, self.left)
+            self.pieces.append(piece)
+            self.left -= len(piece)
+
+    def result(self) -> Any:
+        return generation._concat_results(self.pieces, None)
+
+
+def _head_of(result: Any, count: int) -> Any:
+    """The first ``count`` rows of a per-molecule result (lists, tensors and arrays sliced, copied)."""
+    rows = len(result)
+    fields = {}
+    for item in dataclasses.fields(result):
+        value = getattr(result, item.name)
+        if item.name != "seeds" and isinstance(value, (list, np.ndarray)) and len(value) == rows:
+            value = value[:count].copy()
+        elif isinstance(value, torch.Tensor) and len(value) == rows:
+            value = value[:count].clone()
+        fields[item.name] = value
+    return type(result)(**fields)
 
 
 def _format_summary(summary: dict[str, Any]) -> str:
@@ -323,32 +432,37 @@ def _sample(args: argparse.Namespace) -> str:
     if args.around is not None:
         seeds = _read_valid_smiles(args.around, args.smiles_col, "--around")
     if args.reference is not None:
-        reference = _read_valid_smiles(args.reference, args.smiles_col, "--reference")
+        reference = generation.canonical_reference(
+            _read_valid_smiles(args.reference, args.smiles_col, "--reference")
+        )
     model, tokenizer = _load(args)
+    summary: dict[str, Any] = {}
     if seeds is not None:
-        result = generation.sample_neighbourhood(
+        batches = generation.iter_sample_neighbourhood(
             model, tokenizer, seeds, args.num_samples, args.radius, args.seed, **_decode_options(args)
         )
         columns = ["seed_index", "seed", "smiles", "valid", "similarity"]
     else:
         prior = _aggregate_posterior(args) if args.prior == "aggregate" else None
-        result = generation.sample_prior(
+        batches = generation.iter_sample_prior(
             model, tokenizer, args.num_samples, args.scale, args.seed, prior=prior, **_decode_options(args)
         )
         columns = ["smiles", "valid"]
-        prior_used = "aggregate" if prior is not None else "standard"
+        summary["prior"] = "aggregate" if prior is not None else "standard"
         if args.prior == "aggregate" and prior is None:
-            prior_used += " (the checkpoint has no aggregate posterior: cmim fit-prior adds one)"
-    summary: dict[str, Any] = {
-        **({"prior": prior_used} if seeds is None else {}),
-        "molecules": len(result),
-        "validity": result.validity,
-        "uniqueness": generation.fraction_unique(result.smiles),
-    }
-    if reference is not None:
-        summary["novelty"] = generation.fraction_novel(result.smiles, reference)
-    _write(args.output, result.to_records(), summary, columns)
-    return f"{_format_summary(summary)} -> {args.output}{_draw(args, result)}"
+            summary["prior"] += " (the checkpoint has no aggregate posterior: cmim fit-prior adds one)"
+    metrics = generation.SetMetrics(reference)
+    head = _Head(args.image is not None)
+    with _record_output(args.output, columns) as out:
+        for batch in batches:  # drawn, decoded, written and counted one batch at a time
+            out.write(batch.to_records())
+            metrics.update(batch.smiles, batch.valid)
+            head.add(batch)
+        summary.update(molecules=metrics.molecules, validity=metrics.validity, uniqueness=metrics.uniqueness)
+        if reference is not None:
+            summary["novelty"] = metrics.novelty
+        out.summary = summary
+    return f"{_format_summary(summary)} -> {args.output}{_draw(args, head.result())}"
 
 
 def _aggregate_posterior(args: argparse.Namespace) -> generation.AggregatePosterior | None:
@@ -501,10 +615,32 @@ def resolve_score(spec: str) -> Callable[[str], float]:
             module = importlib.import_module(target)
     except ImportError as err:
         raise UsageError(f"cannot import the scoring module {target!r}: {err}") from None
+    except SyntaxError as err:  # the user's file: one line naming it and the line, no traceback
+        where = target if target.endswith(".py") else err.filename or target
+        raise UsageError(f"--score {where}: syntax error at line {err.lineno}: {err.msg}") from None
+    except UsageError:
+        raise
+    except Exception as err:  # the user's module fails while it is imported
+        raise UsageError(
+            f"--score {target}: importing it failed{_user_line(err, target)}: {one_line(err)}"
+        ) from None
     function = getattr(module, attribute, None)
     if not callable(function):
         raise UsageError(f"{target!r} has no function {attribute!r}")
     return function
+
+
+def _user_line(error: BaseException, target: str) -> str:
+    """`` at line N`` of the innermost traceback frame in the file ``target`` ('' if none)."""
+    if not target.endswith(".py"):
+        return ""
+    path = Path(target).resolve()
+    lines = [
+        frame.lineno
+        for frame in traceback.extract_tb(error.__traceback__)
+        if frame.filename and Path(frame.filename).resolve() == path
+    ]
+    return f" at line {lines[-1]}" if lines else ""
 
 
 def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
@@ -579,7 +715,7 @@ def _optimize(args: argparse.Namespace) -> str:
     values = _read_smiles(args.input, args.smiles_col)
     model, tokenizer = _load(args)
     usable, reasons = _screen(values, tokenizer, model)
-    results = generation.optimize(
+    searches = generation.iter_optimize(
         model,
         tokenizer,
         [values[i] for i in usable],
@@ -589,27 +725,34 @@ def _optimize(args: argparse.Namespace) -> str:
         sigma=args.sigma,
         similarity_weight=args.similarity_weight,
         seed=args.seed,
+        top_k=args.top_k,  # only the molecules written are kept
         **_decode_options(args),
     )
-    by_row = dict(zip(usable, results))
-    records = []
-    for row, value in enumerate(values):
-        if row in reasons:
-            records.append({"row": row, "seed": value, "invalid_reason": reasons[row]})
-            continue
-        found = by_row[row].to_records(args.top_k)
-        records += [{"row": row, "invalid_reason": None, **record} for record in found]
-        if not found:
-            records.append({"row": row, "seed": value, "seed_score": by_row[row].seed_score})
     summary = {
         "seeds": len(values),
         "invalid_seeds": len(reasons),
-        "improved_seeds": sum(bool(r.improved) for r in results),
-        "decoded": sum(r.n_evaluated for r in results),
-        "penalized": sum(r.n_penalized for r in results),
+        "improved_seeds": 0,
+        "decoded": 0,
+        "penalized": 0,
     }
-    _write(args.output, records, summary, OPTIMIZE_COLUMNS)
-    return f"{_format_summary(summary)} -> {args.output}{_draw(args, results, top_k=args.top_k)}"
+    drawn: list[generation.OptimizationResult] = []  # each seed draws one panel or more
+    with _record_output(args.output, OPTIMIZE_COLUMNS) as out:
+        for row, value in enumerate(values):  # each seed's rows written when its search ends
+            if row in reasons:
+                out.write([{"row": row, "seed": value, "invalid_reason": reasons[row]}])
+                continue
+            result = next(searches)
+            found = result.to_records(args.top_k)
+            out.write([{"row": row, "invalid_reason": None, **record} for record in found])
+            if not found:
+                out.write([{"row": row, "seed": value, "seed_score": result.seed_score}])
+            summary["improved_seeds"] += bool(result.any_improved)
+            summary["decoded"] += result.n_evaluated
+            summary["penalized"] += result.n_penalized
+            if args.image is not None and len(drawn) < DRAWN_PANELS:
+                drawn.append(result)
+        out.summary = summary
+    return f"{_format_summary(summary)} -> {args.output}{_draw(args, drawn, top_k=args.top_k)}"
 
 
 def run_optimize_command(args: argparse.Namespace) -> int:
@@ -650,16 +793,22 @@ def _interpolate(args: argparse.Namespace) -> str:
         if not chem.is_valid_smiles(smiles):
             raise UsageError(f"{option} is not a valid SMILES: {smiles!r}")
     model, tokenizer = _load(args)
-    result = generation.interpolate(
+    batches = generation.iter_interpolate(
         model, tokenizer, args.start, args.end, steps=args.steps, method=args.method, **_decode_options(args)
     )
-    summary = {
-        "steps": len(result),
-        "validity": result.validity,
-        "distinct": len(set(result.valid_smiles)),
-    }
-    _write(args.output, result.to_records(), summary, ["t", "smiles", "valid"])
-    return f"{_format_summary(summary)} -> {args.output}{_draw(args, result)}"
+    steps = valid = 0
+    distinct = generation.DistinctCounter()  # distinct valid SMILES as decoded
+    head = _Head(args.image is not None)
+    with _record_output(args.output, ["t", "smiles", "valid"]) as out:
+        for batch in batches:
+            out.write(batch.to_records())
+            steps += len(batch)
+            valid += sum(batch.valid)
+            distinct.add(batch.valid_smiles)
+            head.add(batch)
+        summary = {"steps": steps, "validity": valid / steps, "distinct": len(distinct)}
+        out.summary = summary
+    return f"{_format_summary(summary)} -> {args.output}{_draw(args, head.result())}"
 
 
 def run_interpolate_command(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from cmim_hf.chem import (
     is_valid_smiles,
     murcko_scaffold,
     parse_smiles,
+    rdkit_descriptor,
     rdkit_descriptors,
     validate_smiles,
 )
@@ -114,6 +115,16 @@ def test_rdkit_descriptors() -> None:
     assert np.isfinite(values).all()
     with pytest.raises(InvalidSmilesError):
         rdkit_descriptors(["C1CC"])
+
+
+def test_one_descriptor_is_its_column_of_all_descriptors() -> None:
+    molecules = ["CC(=O)Oc1ccccc1C(=O)O", "C" * 60 + "O"]  # a long chain: Ipc needs its log1p
+    every = rdkit_descriptors(molecules)
+    for row, smiles in enumerate(molecules):
+        one = [rdkit_descriptor(smiles, name) for name in descriptor_names()]
+        np.testing.assert_array_equal(one, every[row])
+    with pytest.raises(InvalidSmilesError):
+        rdkit_descriptor("C1CC", "qed")
 
 
 def test_validate_smiles_reports_each_invalid_row() -> None:

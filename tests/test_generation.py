@@ -13,13 +13,17 @@ from rdkit import Chem, DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 from transformers import LogitsProcessorList
 
-from cmim_hf import CMIMForConditionalGeneration, chem
+from cmim_hf import CMIMForConditionalGeneration, chem, generation
 from cmim_hf.chem import InvalidSmilesError
 from cmim_hf.evaluation.metrics.novelty.novelty import Novelty
 from cmim_hf.evaluation.metrics.tanimoto_similarity.tanimoto_similarity import TanimotoSimilarity
 from cmim_hf.evaluation.metrics.uniqueness.uniqueness import Uniqueness
 from cmim_hf.evaluation.metrics.validity.validity import Validity
 from cmim_hf.generation import (
+    AggregatePosterior,
+    DistinctCounter,
+    SetMetrics,
+    _NormalStream,
     canonical_reference,
     decode_latents,
     descriptor_score,
@@ -29,6 +33,9 @@ from cmim_hf.generation import (
     fraction_valid,
     interpolate,
     interpolation_path,
+    iter_interpolate,
+    iter_sample_neighbourhood,
+    iter_sample_prior,
     optimize,
     reconstruct,
     sample_neighbourhood,
@@ -130,6 +137,84 @@ def test_sample_neighbourhood_groups_by_seed(model, tokenizer) -> None:
     assert exact.smiles[::2] == reconstruct(model, tokenizer, seeds, max_new_tokens=MAX_NEW).smiles
 
 
+# --- bounded memory: batch by batch ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normal_stream_matches_one_draw(dtype: torch.dtype) -> None:
+    for total in (5, 16, 17, 100, 1000, 4099):
+        one_draw = torch.randn(total, generator=torch.Generator().manual_seed(0), dtype=dtype)
+        for piece in (1, 3, 16, 33, 250):
+            stream = _NormalStream(total, torch.Generator().manual_seed(0), dtype)
+            pieces = [stream.take(min(piece, total - start)) for start in range(0, total, piece)]
+            assert torch.equal(torch.cat(pieces), one_draw), (total, piece)
+    with pytest.raises(ValueError, match="3 left"):
+        _NormalStream(3, torch.Generator(), dtype).take(4)
+
+
+def test_streamed_sampling_is_the_one_call_result_for_any_batch_size(model, tokenizer) -> None:
+    whole = sample_prior(model, tokenizer, 40, seed=2, max_new_tokens=MAX_NEW, batch_size=40)
+    generator = torch.Generator().manual_seed(0)
+    factor = torch.randn(32, 32, generator=generator, dtype=torch.float64)
+    prior = AggregatePosterior(torch.randn(32, generator=generator).double(), factor @ factor.T / 32, 100)
+    drawn_at_once = prior.sample(40, (1, 32), torch.Generator().manual_seed(2), 0.7)  # the old path
+    noise = torch.randn((3, 5, 1, 32), generator=torch.Generator().manual_seed(1))  # the old one draw
+    path = interpolate(model, tokenizer, "CCO", "c1ccccc1", steps=11, max_new_tokens=MAX_NEW)
+    for batch_size in (3, 16):
+        pieces = list(
+            iter_sample_prior(model, tokenizer, 40, seed=2, max_new_tokens=MAX_NEW, batch_size=batch_size)
+        )
+        assert [len(piece) for piece in pieces[:-1]] == [batch_size] * (len(pieces) - 1)
+        assert torch.equal(torch.cat([piece.latents for piece in pieces]), whole.latents)
+        assert [s for piece in pieces for s in piece.smiles] == whole.smiles
+        pieces = iter_sample_prior(model, tokenizer, 40, 0.7, 2, 1, MAX_NEW, batch_size, prior=prior)
+        assert torch.allclose(torch.cat([piece.latents for piece in pieces]), drawn_at_once, atol=1e-6)
+        pieces = list(
+            iter_sample_neighbourhood(model, tokenizer, SMILES[:3], 5, 0.3, 1, 1, MAX_NEW, batch_size)
+        )
+        mu = encode_smiles(model, tokenizer, SMILES[:3], batch_size)  # as the stream encodes them
+        expected = (mu.unsqueeze(1) + 0.3 * noise).reshape(15, 1, 32)
+        assert torch.equal(torch.cat([piece.latents for piece in pieces]), expected)
+        assert [i for piece in pieces for i in piece.seed_index] == [0] * 5 + [1] * 5 + [2] * 5
+        pieces = list(
+            iter_interpolate(
+                model, tokenizer, "CCO", "c1ccccc1", 11, max_new_tokens=MAX_NEW, batch_size=batch_size
+            )
+        )
+        assert [t for piece in pieces for t in piece.t] == path.t
+        assert [s for piece in pieces for s in piece.smiles] == path.smiles
+
+
+def test_streaming_holds_one_batch_of_codes_whatever_n(model, tokenizer, monkeypatch) -> None:
+    """Issue 23, defect 5: `cmim sample -n 3000000` drew every code at once (4 GB before one
+    molecule was written). Now no draw and no decode is larger than one batch."""
+    drawn, decoded = [], []
+    real_randn = torch.randn
+
+    def recording_randn(*args, **kwargs):
+        values = real_randn(*args, **kwargs)
+        drawn.append(values.numel())
+        return values
+
+    def counting_decode(model, tokenizer, z, *options):
+        decoded.append(len(z))
+        return ["C"] * len(z)
+
+    monkeypatch.setattr(torch, "randn", recording_randn)
+    monkeypatch.setattr(generation, "decode_latents", counting_decode)
+    for batch in iter_sample_prior(model, tokenizer, 20_000, seed=0, batch_size=50):
+        assert len(batch) == 50
+    assert sum(decoded) == 20_000 and max(decoded) == 50 and max(drawn) <= 50 * 32 + 31
+    drawn.clear(), decoded.clear()
+    for _ in iter_sample_neighbourhood(model, tokenizer, SMILES[:2], 10_000, batch_size=50):
+        pass
+    assert sum(decoded) == 20_000 and max(decoded) == 50 and max(drawn) <= 50 * 32 + 31
+    decoded.clear()
+    for batch in iter_interpolate(model, tokenizer, "CCO", "CCN", steps=20_000, batch_size=50):
+        assert len(batch.t) == 50
+    assert sum(decoded) == 20_000 and max(decoded) == 50
+
+
 # --- interpolation ----------------------------------------------------------------------------
 
 
@@ -204,6 +289,19 @@ def test_optimize_improves_score_with_correct_similarities(model, tokenizer) -> 
     assert [r.molecules for r in again] == [r.molecules for r in results] and [r.history for r in again] == [
         r.history for r in results
     ]
+
+
+def test_optimize_keeping_the_best_few_finds_the_same_best(model, tokenizer) -> None:
+    score = descriptor_score("HeavyAtomCount")
+    options = {"iterations": 3, "population_size": 6, "seed": 0, "max_new_tokens": MAX_NEW}
+    every = optimize(model, tokenizer, ["CCO", "c1ccccc1"], score, **options)
+    best_two = optimize(model, tokenizer, ["CCO", "c1ccccc1"], score, top_k=2, **options)
+    for full, few in zip(every, best_two):
+        assert few.molecules == full.molecules[:2] and few.history == full.history
+        assert (few.n_evaluated, few.n_penalized) == (full.n_evaluated, full.n_penalized)
+        assert few.any_improved == bool(full.improved)
+    with pytest.raises(ValueError, match="top_k"):
+        optimize(model, tokenizer, "CCO", score, top_k=0, **options)
 
 
 def test_optimize_penalizes_failing_scores_instead_of_crashing(model, tokenizer) -> None:
@@ -303,6 +401,25 @@ def test_set_metrics_by_hand() -> None:
     for reference_check in (lambda r: fraction_novel(GENERATED, r), canonical_reference):
         with pytest.raises(InvalidSmilesError, match="row 1"):
             reference_check(["CCO", "C1CC"])
+
+
+def test_set_metrics_of_a_stream_are_the_one_call_metrics(monkeypatch) -> None:
+    monkeypatch.setattr(DistinctCounter, "_MERGE_AT", 2)  # merge often: the sorted-merge path runs
+    metrics = SetMetrics(canonical_reference(REFERENCE))
+    for start in range(0, len(GENERATED), 3):
+        metrics.update(GENERATED[start : start + 3])
+    assert metrics.molecules == 7 and metrics.valid == 5
+    assert metrics.validity == pytest.approx(fraction_valid(GENERATED))
+    assert metrics.uniqueness == pytest.approx(fraction_unique(GENERATED))
+    assert metrics.novelty == pytest.approx(fraction_novel(GENERATED, REFERENCE))
+    counter = DistinctCounter()
+    for start in range(0, 5000, 700):
+        counter.add(str(i % 1234) for i in range(start, min(start + 700, 5000)))
+    assert len(counter) == 1234
+    empty = SetMetrics()
+    assert empty.validity == 0.0 and empty.uniqueness == 0.0
+    with pytest.raises(ValueError, match="reference"):
+        _ = empty.novelty
 
 
 def test_tanimoto_by_hand() -> None:

@@ -261,6 +261,43 @@ def test_score_from_a_python_file(workdir: Path, tmp_path: Path, capsys) -> None
             generation_cli.resolve_score(spec)
 
 
+def test_a_broken_score_file_is_one_line_naming_the_file_and_line(
+    workdir: Path, tmp_path: Path, capsys
+) -> None:
+    """Issue 23, defect 6: a `--score file.py:f` with a syntax error gave a traceback."""
+    broken = tmp_path / "broken.py"
+    broken.write_text("def f(smiles):\n    return len(smiles\n")
+    failing = tmp_path / "failing.py"
+    failing.write_text("import math\n\nraise RuntimeError('no licence for the scorer')\n")
+    cases = {broken: f"--score {broken}: syntax error at line 2", failing: "importing it failed at line 3"}
+    for path, message in cases.items():
+        argv = [str(workdir / "molecules.csv"), "-o", str(tmp_path / "o.csv"), "--score", f"{path}:f",
+                "--model", str(workdir / "ckpt")]  # fmt: skip
+        code, err = run_in_process("optimize", argv, capsys)
+        assert code == 2 and "Traceback" not in err and message in err, err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_records_written_batch_by_batch_are_the_one_write_file(tmp_path: Path, suffix: str) -> None:
+    """The streaming writer of sample/interpolate/optimize writes byte for byte what the one-call
+    writer wrote (quoting, empty cells for None and NaN, the JSON layout), with and without rows."""
+    records = [
+        {"seed_index": 0, "smiles": "CCO", "valid": True, "similarity": 0.5},
+        {"seed_index": 1, "smiles": "", "valid": False, "similarity": float("nan")},
+        {"seed_index": None, "smiles": 'C,C"x', "valid": True, "similarity": 1.0},
+    ]
+    summary = {"molecules": 3, "validity": 2 / 3}
+    columns = ["seed_index", "smiles", "valid", "similarity"]
+    for rows in (records, []):
+        generation_cli._write(tmp_path / f"once{suffix}", rows, summary, columns)
+        with generation_cli._record_output(tmp_path / f"streamed{suffix}", columns) as out:
+            out.write(rows[:1])
+            out.write(rows[1:])
+            out.summary = summary
+        assert (tmp_path / f"streamed{suffix}").read_bytes() == (tmp_path / f"once{suffix}").read_bytes()
+
+
 def test_constrained_sampling_through_the_console_script(workdir: Path, console) -> None:
     """The console run of `cmim sample --constrained` decodes what the API does with grammar_constrained."""
     assert console["sample"].returncode == 0, console["sample"].stderr
