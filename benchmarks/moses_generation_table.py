@@ -1,0 +1,133 @@
+"""The card's generation table (issue 21, item 2): MOSES metrics of 30,000 molecules drawn by the
+default ``cmim sample`` of each checkpoint, next to MOSES' published baselines.
+
+Each model runs exactly what a user runs, in its own process:
+
+    cmim sample -n 30000 --seed 0 --model M -o NAME.csv
+    cmim evaluate-samples NAME.csv -o NAME.json          (MOSES' Test, TestSF and train, shipped)
+
+    python benchmarks/moses_generation_table.py --model "first checkpoint=first/cmim_hf/pretrained" \
+        --model v2=cmim_hf/pretrained --json benchmarks/results/moses_generation.json \
+        --markdown benchmarks/results/moses_generation.md
+
+``--json`` keeps the rows of earlier runs (a model measured again replaces its row), so models can
+be added one at a time; ``--model`` may be left out to re-render the table from the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cmim_hf.evaluation.reports import markdown_table, write_json
+from cmim_hf.outputs import atomic_output
+
+# MOSES (Polykovskiy et al., Front. Pharmacol. 2020, Table 2): Valid, Unique@10k, FCD/Test, Novelty.
+BASELINES: dict[str, dict[str, float]] = {
+    "CharRNN": {"Valid": 0.975, "Unique@10k": 0.999, "FCD/Test": 0.073, "Novelty": 0.842},
+    "VAE": {"Valid": 0.977, "Unique@10k": 0.998, "FCD/Test": 0.099, "Novelty": 0.695},
+    "AAE": {"Valid": 0.937, "Unique@10k": 0.997, "FCD/Test": 0.556, "Novelty": 0.793},
+    "JTN-VAE": {"Valid": 1.0, "Unique@10k": 0.999, "FCD/Test": 0.422, "Novelty": 0.915},
+    "LatentGAN": {"Valid": 0.897, "Unique@10k": 0.997, "FCD/Test": 0.296, "Novelty": 0.949},
+}
+COLUMNS = ["Valid", "Unique@10k", "FCD/Test", "FCD/TestSF", "SNN/Test", "Frag/Test", "Scaf/Test", "IntDiv",
+           "Filters", "Novelty"]  # fmt: skip
+
+
+def _cmim(*argv: str) -> str:
+    """Run ``cmim ARGV`` as a user does; its command line."""
+    subprocess.run([sys.executable, "-m", "cmim_hf.cli", *argv], check=True)
+    return "cmim " + " ".join(shlex.quote(a) for a in argv)
+
+
+def measure(name: str, model: str, n: int, seed: int, n_jobs: int, keep: Path | None) -> dict[str, Any]:
+    """Sample ``n`` molecules from ``model`` with the default settings and score them."""
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = keep or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        samples, metrics = folder / f"{name}.csv", folder / f"{name}.json"
+        started = time.time()
+        sample = _cmim(
+            "sample", "-n", str(n), "--seed", str(seed), "--model", model, "-o", str(samples), "--overwrite"
+        )
+        sampled_s = time.time() - started
+        evaluate = _cmim(
+            "evaluate-samples", str(samples), "-o", str(metrics), "--overwrite", "--n-jobs", str(n_jobs)
+        )
+        report = json.loads(metrics.read_text())
+    return {
+        "model": model,
+        "samples": n,
+        "seed": seed,
+        "commands": [sample, evaluate],
+        "sampling_s": round(sampled_s, 1),
+        "metrics": report["metrics"],
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def render(rows: dict[str, dict[str, Any]]) -> str:
+    """The markdown table: the published baselines, then our checkpoints."""
+    header = ["model", *COLUMNS]
+    body = [
+        [f"{name} (MOSES paper)", *(_cell(values.get(key)) for key in COLUMNS)]
+        for name, values in BASELINES.items()
+    ]
+    body += [[name, *(_cell(row["metrics"].get(key)) for key in COLUMNS)] for name, row in rows.items()]
+    commands = "\n".join(f"    {command}" for row in rows.values() for command in row["commands"])
+    return (
+        "# MOSES metrics of 30,000 default samples\n\n"
+        "Published rows: MOSES (Polykovskiy et al., Front. Pharmacol. 2020, Table 2; '-': not quoted\n"
+        "here). Our rows: `benchmarks/moses_generation_table.py`, which ran\n\n"
+        f"{commands}\n\n{markdown_table(header, body)}\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", action="append", default=[], metavar="NAME=CHECKPOINT", help="a row to measure"
+    )
+    parser.add_argument(
+        "-n", "--num-samples", type=int, default=30_000, help="molecules per model (MOSES: 30,000)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of cmim sample")
+    parser.add_argument("--n-jobs", type=int, default=1, help="processes for the metrics' RDKit work")
+    parser.add_argument(
+        "--keep-samples", type=Path, help="keep the sampled SMILES and metrics in this folder"
+    )
+    parser.add_argument("--json", type=Path, required=True, help="the rows (earlier rows are kept)")
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    args = parser.parse_args(argv)
+
+    rows: dict[str, dict[str, Any]] = json.loads(args.json.read_text()) if args.json.is_file() else {}
+    for spec in args.model:
+        name, _, model = spec.partition("=")
+        if not model:
+            parser.error(f"--model {spec!r}: expected NAME=CHECKPOINT")
+        rows[name] = measure(name, model, args.num_samples, args.seed, args.n_jobs, args.keep_samples)
+        write_json(rows, args.json)  # after each model: a long run keeps what it measured
+    text = render(rows)
+    print(text)
+    if args.markdown:
+        with atomic_output(args.markdown) as partial:
+            partial.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
