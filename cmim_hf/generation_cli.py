@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from . import chem, generation, resolve_checkpoint
@@ -206,15 +205,10 @@ def _jsonable(value: Any) -> Any:
 
 def _write(path: Path, records: list[dict[str, Any]], summary: dict[str, Any], columns: list[str]) -> None:
     """Write the records as CSV (summary on stderr only) or JSON with the summary, through a
-    temporary file moved into place when complete."""
-    with atomic_output(path) as partial:
-        if path.suffix.lower() == ".csv":
-            # convert_dtypes: integer and boolean columns with missing cells stay integer / boolean
-            pd.DataFrame.from_records(records, columns=columns).convert_dtypes().to_csv(partial, index=False)
-        else:
-            payload = {"summary": summary, "molecules": records}
-            text = json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n"
-            partial.write_text(text, encoding="utf-8")
+    temporary file moved into place when complete (:func:`_record_output` in one batch)."""
+    with _record_output(path, columns) as out:
+        out.write(records)
+        out.summary = summary
 
 
 class _Records:

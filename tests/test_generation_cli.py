@@ -290,7 +290,12 @@ def test_records_written_batch_by_batch_are_the_one_write_file(tmp_path: Path, s
     summary = {"molecules": 3, "validity": 2 / 3}
     columns = ["seed_index", "smiles", "valid", "similarity"]
     for rows in (records, []):
-        generation_cli._write(tmp_path / f"once{suffix}", rows, summary, columns)
+        once = tmp_path / f"once{suffix}"  # the one-call writer this streaming one replaced
+        if suffix == ".csv":
+            pd.DataFrame.from_records(rows, columns=columns).convert_dtypes().to_csv(once, index=False)
+        else:
+            payload = generation_cli._jsonable({"summary": summary, "molecules": rows})
+            once.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         with generation_cli._record_output(tmp_path / f"streamed{suffix}", columns) as out:
             out.write(rows[:1])
             out.write(rows[1:])
