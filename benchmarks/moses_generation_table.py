@@ -47,17 +47,25 @@ def _cmim(*argv: str) -> str:
     return "cmim " + " ".join(shlex.quote(a) for a in argv)
 
 
-def measure(name: str, model: str, n: int, seed: int, n_jobs: int, keep: Path | None) -> dict[str, Any]:
-    """Sample ``n`` molecules from ``model`` with the default settings and score them."""
+def measure(
+    name: str, model: str, n: int, seed: int, n_jobs: int, keep: Path | None, reuse: bool = False
+) -> dict[str, Any]:
+    """Sample ``n`` molecules from ``model`` with the default settings and score them.
+
+    With ``reuse``, samples this command left in ``keep`` earlier (``NAME.csv``) are scored again
+    instead of being drawn again; the row then has no sampling time.
+    """
     with tempfile.TemporaryDirectory() as scratch:
         folder = keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         samples, metrics = folder / f"{name}.csv", folder / f"{name}.json"
+        sample_argv = ["sample", "-n", str(n), "--seed", str(seed), "--model", model, "-o", str(samples)]
         started = time.time()
-        sample = _cmim(
-            "sample", "-n", str(n), "--seed", str(seed), "--model", model, "-o", str(samples), "--overwrite"
-        )
-        sampled_s = time.time() - started
+        if reuse and samples.is_file():
+            sample, sampled_s = "cmim " + " ".join(shlex.quote(a) for a in sample_argv), None
+        else:
+            sample = _cmim(*sample_argv, "--overwrite")
+            sampled_s = round(time.time() - started, 1)
         evaluate = _cmim(
             "evaluate-samples", str(samples), "-o", str(metrics), "--overwrite", "--n-jobs", str(n_jobs)
         )
@@ -67,7 +75,7 @@ def measure(name: str, model: str, n: int, seed: int, n_jobs: int, keep: Path | 
         "samples": n,
         "seed": seed,
         "commands": [sample, evaluate],
-        "sampling_s": round(sampled_s, 1),
+        "sampling_s": sampled_s,
         "metrics": report["metrics"],
     }
 
@@ -110,16 +118,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-samples", type=Path, help="keep the sampled SMILES and metrics in this folder"
     )
+    parser.add_argument(
+        "--reuse-samples",
+        action="store_true",
+        help="score the NAME.csv already in --keep-samples instead of sampling again",
+    )
     parser.add_argument("--json", type=Path, required=True, help="the rows (earlier rows are kept)")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
+    if args.reuse_samples and not args.keep_samples:
+        parser.error("--reuse-samples needs --keep-samples FOLDER")
 
     rows: dict[str, dict[str, Any]] = json.loads(args.json.read_text()) if args.json.is_file() else {}
     for spec in args.model:
         name, _, model = spec.partition("=")
         if not model:
             parser.error(f"--model {spec!r}: expected NAME=CHECKPOINT")
-        rows[name] = measure(name, model, args.num_samples, args.seed, args.n_jobs, args.keep_samples)
+        rows[name] = measure(
+            name, model, args.num_samples, args.seed, args.n_jobs, args.keep_samples, args.reuse_samples
+        )
         write_json(rows, args.json)  # after each model: a long run keeps what it measured
     text = render(rows)
     print(text)
