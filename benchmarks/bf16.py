@@ -40,13 +40,13 @@ from torch.utils.flop_counter import FlopCounterMode
 import cmim_hf
 from cmim_hf import CMIMConfig, CMIMEmbedder, CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.chem import normalize_smiles
-from cmim_hf.data import load_task, random_split
 from cmim_hf.evaluation.probes import fit_probe
+from cmim_hf.evaluation.tasks import load_task, random_split
 from cmim_hf.precision import autocast_to, cpu_has_native_bf16
-from cmim_hf.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
+from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
 ROOT = Path(__file__).resolve().parents[1]
-MOSES_SAMPLE = ROOT / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES_SAMPLE = ROOT / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 SIZES = {  # hidden size, layers (encoder = decoder), heads, FFN width, K latents of L
     "d=128, 3+3": (128, 3, 4, 512, 4, 32),
     "d=256, 4+4": (256, 4, 4, 1024, 4, 64),

@@ -1,4 +1,4 @@
-"""Grammar-constrained decoding (``cmim_hf.smiles_grammar``) on a checkpoint: validity of
+"""Grammar-constrained decoding (``cmim_hf.generation.grammar``) on a checkpoint: validity of
 aggregate-prior samples and of reconstructions of MOSES test molecules with and without
 ``grammar_constrained``, why the remaining invalid decodes fail (RDKit's first error message:
 syntax, kekulization, valence, aromaticity), and what the option costs in time.
@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from cmim_hf import DEFAULT_CHECKPOINT, chem
+from cmim_hf.checkpoints import load_model_for_generation
 from cmim_hf.evaluation.reports import write_json
 from cmim_hf.generation import (
     DEFAULT_BATCH_SIZE,
@@ -39,14 +40,13 @@ from cmim_hf.generation import (
     AggregatePosterior,
     GenerationResult,
     fraction_unique,
-    load_model_for_generation,
     reconstruct,
     sample_prior,
 )
-from cmim_hf.smiles_grammar import SmilesGrammarLogitsProcessor
-from cmim_hf.tokenization_cmim import split_smiles
+from cmim_hf.generation.grammar import SmilesGrammarLogitsProcessor
+from cmim_hf.models.cmim.tokenization_cmim import split_smiles
 
-MOSES_SAMPLE = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES_SAMPLE = Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 FAILURE_KINDS = ("syntax", "kekulization", "valence", "aromaticity", "other")
 
 
@@ -168,7 +168,7 @@ def markdown(record: dict[str, Any]) -> str:
         "",
         "The molecules are those of `python -m cmim_hf.cli sample -n 1000 -o samples.csv [--constrained]` "
         "and `python -m cmim_hf.cli reconstruct first500.csv -o reconstructions.csv [--constrained]` "
-        "(first500.csv: the first 500 rows of `cmim_hf/data/moses/moses_test_first5000.csv`).",
+        "(first500.csv: the first 500 rows of `cmim_hf/package_data/moses/moses_test_first5000.csv`).",
         "",
         f"Checkpoint `{record['model']}` ({record['sampler']} samples), greedy decoding, batches of {record['batch_size']}, at most "
         f"{record['max_new_tokens']} new tokens, {record['threads']} thread(s), CPU load average "

@@ -12,7 +12,7 @@ checkpoint, all on the same molecules and seeds.
   molecules / samples, per seed, averaged) at the radius whose mean Tanimoto to the seed lies in
   [0.4, 0.7] (the one closest to 0.55);
 - active directions of the codes of the ``--reconstruct`` molecules (principal directions with
-  variance above 0.01, :mod:`cmim_hf.latent_stats`).
+  variance above 0.01, :mod:`cmim_hf.training.latent_stats`).
 
     python benchmarks/dense_latent.py --model v2=cmim_hf/pretrained \\
         --eval-file ../shared/data/pretrain/moses_test.csv.gz \\
@@ -35,17 +35,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cmim_hf.checkpoints import load_model_for_generation
 from cmim_hf.chem import normalize_smiles
 from cmim_hf.evaluation.moses_metrics import moses_metrics
 from cmim_hf.generation import (
     AggregatePosterior,
     encode_smiles,
-    load_model_for_generation,
     reconstruct,
     sample_neighbourhood,
     sample_prior,
 )
-from cmim_hf.latent_stats import latent_activity
+from cmim_hf.training.latent_stats import latent_activity
 
 SIMILARITY_BAND = (0.4, 0.7)
 BAND_TARGET = 0.55

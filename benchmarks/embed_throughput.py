@@ -31,11 +31,12 @@ import torch
 from transformers import pipeline
 
 from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
+from cmim_hf.checkpoints import load_model_and_tokenizer
 from cmim_hf.chem import ecfp4
-from cmim_hf.embedding import CMIMEmbedder, load_model_and_tokenizer
-from cmim_hf.pipelines import InformativeFeatureExtractionPipeline
+from cmim_hf.embedding import CMIMEmbedder
+from cmim_hf.models.cmim.pipelines import InformativeFeatureExtractionPipeline
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 
 
 def build_model(args: argparse.Namespace) -> tuple[torch.nn.Module, object]:

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 from cmim_hf import DEFAULT_CHECKPOINT
-from cmim_hf.corpus import load_smiles_corpus
 from cmim_hf.evaluation.generative import generative_metrics
 from cmim_hf.evaluation.reports import write_json
+from cmim_hf.training.corpus import load_smiles_corpus
 
 
 def main(argv: list[str] | None = None) -> int:

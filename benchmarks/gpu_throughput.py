@@ -3,7 +3,7 @@ utilisation (MFU), with bf16 autocast, SDPA attention and optional ``torch.compi
 
 One step = ``zero_grad`` + forward + ``CMIMTrainer.compute_loss`` (reconstruction + A-MIM latent +
 cMIM contrastive, latent weight 1) + backward + ``AdamW.step``, on ``CMIMDataCollator`` batches of
-shuffled MOSES molecules (``cmim_hf/data/moses/moses_test_first5000.csv``). Timed with
+shuffled MOSES molecules (``cmim_hf/package_data/moses/moses_test_first5000.csv``). Timed with
 ``torch.cuda.synchronize`` around every step on a GPU; warm-up steps (and compilation) are
 discarded.
 
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import DEFAULT_DATA, count_step_flops, load_batches, matmul_peak_gflops  # noqa: E402
 
 from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer  # noqa: E402
-from cmim_hf.trainer import CMIMTrainer, CMIMTrainingArguments  # noqa: E402
+from cmim_hf.training.trainer import CMIMTrainer, CMIMTrainingArguments  # noqa: E402
 
 # Dense peak TFLOP/s per GPU (NVIDIA data sheets, SXM where there are variants): bf16, TF32.
 PEAK_TFLOPS: dict[str, dict[str, float]] = {

@@ -24,9 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cmim_hf.corpus import load_smiles_corpus
-from cmim_hf.generation import encode_smiles, load_model_for_generation
-from cmim_hf.latent_stats import latent_activity
+from cmim_hf.checkpoints import load_model_for_generation
+from cmim_hf.generation import encode_smiles
+from cmim_hf.training.corpus import load_smiles_corpus
+from cmim_hf.training.latent_stats import latent_activity
 
 BASE_ARGS = [
     "--hidden-size", "128", "--encoder-layers", "2", "--decoder-layers", "2", "--ffn-dim", "512",
@@ -136,7 +137,7 @@ def run_pilots(names: list[str], args: argparse.Namespace) -> None:
 
 def pilot_row(name: str, run_dir: Path, held_out_smiles: list[str]) -> dict[str, Any]:
     """A pilot's measured row: reconstruction from its run record, code activity measured here on
-    the held-out molecules (z = mu) with ``cmim_hf.latent_stats``."""
+    the held-out molecules (z = mu) with ``cmim_hf.training.latent_stats``."""
     record = json.loads((run_dir / "pretrain_results.json").read_text())
     held_out = record.get("held_out", {})
     model, tokenizer = load_model_for_generation(run_dir / "final", device="cpu")

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from cmim_hf import chem
-from cmim_hf.data import BUILTIN_TASKS, load_task
-from cmim_hf.generation import load_model_for_generation
-from cmim_hf.modeling_cmim import prepare_decoder_inputs
+from cmim_hf.checkpoints import load_model_for_generation
+from cmim_hf.evaluation.tasks import BUILTIN_TASKS, load_task
+from cmim_hf.models.cmim.modeling_cmim import prepare_decoder_inputs
 
 BUCKETS = ((1, 56), (57, 128), (129, 256), (257, 100_000))  # token counts incl. <bos>/<eos>
 

@@ -29,12 +29,12 @@ import torch
 from datasets import Dataset
 
 from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
-from cmim_hf.corpus import load_smiles_corpus
 from cmim_hf.evaluation.reports import write_json
-from cmim_hf.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
+from cmim_hf.training.corpus import load_smiles_corpus
+from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
 DEFAULT_CORPUS = (
-    Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 )
 STRATEGIES = ("random", "group_by_length")
 

@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     difference = {name: compared[name] - published for name, published in PUBLISHED_TRAIN.items()}
     within = {name: bool(abs(difference[name]) <= TOLERANCE[name]) for name in PUBLISHED_TRAIN}
     report = {
-        "train": f"cmim_hf/data/moses/{mm.MOSES_TRAIN}",
+        "train": f"cmim_hf/package_data/moses/{mm.MOSES_TRAIN}",
         "train_molecules": len(train),
         "seed": args.seed,
         "published": PUBLISHED_TRAIN,

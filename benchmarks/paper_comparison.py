@@ -1,7 +1,7 @@
 """The paper's comparison, measured with our own models (issue 7), in one resumable script.
 
 1. Pre-trains three models with the same architecture, steps, batch size and seed, one per
-   objective (cMIM, MIM, InfoNCE), with ``cmim_hf.pretrain`` (each run resumes from its last
+   objective (cMIM, MIM, InfoNCE), with ``cmim_hf.training.pretrain`` (each run resumes from its last
    checkpoint when re-run, so the script can be interrupted and restarted across sessions).
 2. Measures the cMIM model's generative quality on held-out molecules: greedy exact-match
    reconstruction (z = mu), validity/uniqueness of prior samples, validity of neighbourhood samples.
@@ -50,7 +50,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cmim_hf.corpus import load_smiles_corpus
+from cmim_hf.checkpoints import load_model_for_generation
 from cmim_hf.evaluation.benchmark import run_benchmark
 from cmim_hf.evaluation.comparison import (
     claims_table,
@@ -62,12 +62,10 @@ from cmim_hf.evaluation.comparison import (
 from cmim_hf.evaluation.featurizers import CMIMFeaturizer
 from cmim_hf.evaluation.generative import generative_metrics
 from cmim_hf.evaluation.reports import write_json
-from cmim_hf.generation import (
-    AggregatePosterior,
-    load_model_for_generation,
-)
+from cmim_hf.generation import AggregatePosterior
 from cmim_hf.model_card import save_for_hub, write_model_card
-from cmim_hf.pretrain import main as pretrain_main
+from cmim_hf.training.corpus import load_smiles_corpus
+from cmim_hf.training.pretrain import main as pretrain_main
 
 OBJECTIVES = ("cmim", "mim", "infonce")
 CARD_MODEL_NAME = "cmim-moses-small-v2"

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MOLECULES = REPO / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOLECULES = REPO / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 COMMANDS = {
     "sample": ["sample", "-n", "{n}", "--seed", "0"],
     "interpolate": ["interpolate", "CCO", "c1ccccc1", "--steps", "{n}"],
@@ -43,7 +43,7 @@ def child(command: str, n: int, decoder: str, model: str) -> dict:
     """Run one command in this process; its peak RSS in MiB and wall time."""
     import pandas as pd
 
-    from cmim_hf import generation
+    from cmim_hf.generation import sampling
     from cmim_hf.cli import main
 
     if decoder == "lookup":
@@ -55,7 +55,7 @@ def child(command: str, n: int, decoder: str, model: str) -> dict:
             handed_out[0] += len(z)
             return [pool[i % len(pool)] for i in range(start, start + len(z))]
 
-        generation.decode_latents = lookup_decode
+        sampling.decode_latents = lookup_decode
     with tempfile.TemporaryDirectory() as folder:
         argv = [part.format(n=n) for part in COMMANDS[command]]
         argv += ["-o", str(Path(folder) / "out.csv"), "--model", model]

@@ -51,15 +51,11 @@ from rdkit.Chem import QED
 from transformers import PreTrainedModel
 
 from cmim_hf import resolve_checkpoint
-from cmim_hf.corpus import load_smiles_corpus
+from cmim_hf.checkpoints import load_model_for_generation
 from cmim_hf.evaluation.reports import write_json
-from cmim_hf.generation import (
-    OptimizationResult,
-    load_model_for_generation,
-    optimize,
-    tanimoto_similarity,
-)
+from cmim_hf.generation import OptimizationResult, optimize, tanimoto_similarity
 from cmim_hf.outputs import atomic_output
+from cmim_hf.training.corpus import load_smiles_corpus
 
 SEED_QED_RANGE = (0.7, 0.8)
 QED_TARGET = 0.9

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from cmim_hf import DEFAULT_CHECKPOINT
-from cmim_hf.corpus import load_smiles_corpus
+from cmim_hf.checkpoints import load_model_for_generation
 from cmim_hf.evaluation.reports import write_json
 from cmim_hf.generation import (
     AggregatePosterior,
@@ -43,10 +43,10 @@ from cmim_hf.generation import (
     encode_posterior,
     fraction_novel,
     fraction_unique,
-    load_model_for_generation,
     sample_neighbourhood,
     sample_prior,
 )
+from cmim_hf.training.corpus import load_smiles_corpus
 
 
 def sampler_row(sampler: str, spread: float, result: GenerationResult, known: frozenset[str] | None) -> dict:

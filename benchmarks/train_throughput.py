@@ -10,7 +10,7 @@ attention and activation dropouts (0, the same for both: equal configs are equal
 ``input_ids``/``attention_mask``; its decoder input is the shift of the same ``labels`` (BART's own
 ``shift_tokens_right``) and its loss is its built-in token cross-entropy.
 
-Batches: MOSES molecules (``cmim_hf/data/moses/moses_test_first5000.csv``, shuffled with ``--seed``)
+Batches: MOSES molecules (``cmim_hf/package_data/moses/moses_test_first5000.csv``, shuffled with ``--seed``)
 tokenized and right-padded by ``CMIMDataCollator`` (CMIMTokenizer). Both models see batch ``i`` at
 step ``i``; the steps alternate (cMIM, BART), (BART, cMIM), ... so that slow drifts of the machine
 hit both alike; the first ``--warmup`` steps of each are discarded.
@@ -54,9 +54,9 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from transformers import BartConfig, BartForConditionalGeneration
 
 from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
-from cmim_hf.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
+from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 TARGET_RATIO = 0.95
 
 Batch = dict[str, torch.Tensor]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 import os
 
-from .registration import register_auto_classes, register_when_transformers_is_used
-from .version import __version__
+from cmim_hf.registration import register_auto_classes, register_when_transformers_is_used
+from cmim_hf.version import __version__
 
 DEFAULT_CHECKPOINT: str = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
 """Folder of the pretrained cMIM checkpoint shipped in the package (``from_pretrained`` it, offline)."""
@@ -27,8 +27,8 @@ def resolve_checkpoint(name: str | None) -> str:
 
 
 _LAZY_NAMES: dict[str, str] = {
-    "CMIMConfig": "configuration_cmim",
-    "CMIMTokenizer": "tokenization_cmim",
+    "CMIMConfig": "models.cmim.configuration_cmim",
+    "CMIMTokenizer": "models.cmim.tokenization_cmim",
     **dict.fromkeys(
         (
             "CMIMEncoderOutput",
@@ -41,7 +41,7 @@ _LAZY_NAMES: dict[str, str] = {
             "CMIMSequenceClassifierOutput",
             "prepare_decoder_inputs",
         ),
-        "modeling_cmim",
+        "models.cmim.modeling_cmim",
     ),
     **dict.fromkeys(
         (
@@ -51,7 +51,7 @@ _LAZY_NAMES: dict[str, str] = {
             "compute_embeddings",
             "register_pipelines",
         ),
-        "pipelines",
+        "models.cmim.pipelines",
     ),
     **dict.fromkeys(("CMIMEmbedder", "CMIMFeaturizer", "EmbeddingResult", "read_embeddings"), "embedding"),
 }

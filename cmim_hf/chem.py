@@ -20,8 +20,8 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
-from .configuration_cmim import SMILES_NORMALIZATIONS
-from .errors import InputError
+from cmim_hf.errors import InputError
+from cmim_hf.models.cmim.configuration_cmim import SMILES_NORMALIZATIONS
 
 __all__ = [
     "InvalidSmilesError",

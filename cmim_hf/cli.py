@@ -22,28 +22,28 @@ from collections.abc import Callable
 
 
 def _embed(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    from .embed_cli import add_embed_arguments, run_embed_command
+    from cmim_hf.embed_cli import add_embed_arguments, run_embed_command
 
     add_embed_arguments(parser)
     return run_embed_command
 
 
 def _pretrain(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    from .pretrain import add_pretrain_arguments, run_pretrain_command
+    from cmim_hf.training.pretrain import add_pretrain_arguments, run_pretrain_command
 
     add_pretrain_arguments(parser)
     return run_pretrain_command
 
 
 def _benchmark(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    from .evaluation.cli import add_benchmark_arguments, run_benchmark_command
+    from cmim_hf.evaluation.cli import add_benchmark_arguments, run_benchmark_command
 
     add_benchmark_arguments(parser)
     return run_benchmark_command
 
 
 def _finetune(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    from .finetune import add_finetune_arguments, run_finetune_command
+    from cmim_hf.training.finetune import add_finetune_arguments, run_finetune_command
 
     add_finetune_arguments(parser)
     return run_finetune_command
@@ -53,7 +53,7 @@ def _generation_command(
     name: str,
 ) -> Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]:
     def setup(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-        from . import generation_cli
+        from cmim_hf import generation_cli
 
         function_name = name.replace("-", "_")
         getattr(generation_cli, f"add_{function_name}_arguments")(parser)
@@ -63,7 +63,7 @@ def _generation_command(
 
 
 def _evaluate_samples(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    from .evaluation.samples_cli import add_evaluate_samples_arguments, run_evaluate_samples_command
+    from cmim_hf.evaluation.samples_cli import add_evaluate_samples_arguments, run_evaluate_samples_command
 
     add_evaluate_samples_arguments(parser)
     return run_evaluate_samples_command
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser, runners = build_parser(argv)
     args = parser.parse_args(argv)
     args.argv = argv[1:]
-    from .errors import run_with_error_boundary
+    from cmim_hf.errors import run_with_error_boundary
 
     return run_with_error_boundary(args.command, runners[args.command], args)
 

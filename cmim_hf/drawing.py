@@ -18,14 +18,14 @@ from typing import Any
 from rdkit import Chem, RDLogger
 from rdkit.Chem import Draw
 
-from .generation import (
+from cmim_hf.generation.results import (
     GenerationResult,
     InterpolationResult,
     NeighbourhoodResult,
     OptimizationResult,
     ReconstructionResult,
 )
-from .outputs import atomic_output
+from cmim_hf.outputs import atomic_output
 
 __all__ = ["IMAGE_SUFFIXES", "Panel", "draw_panels", "draw_result", "result_panels", "save_image"]
 

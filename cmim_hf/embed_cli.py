@@ -14,15 +14,16 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from . import resolve_checkpoint
-from .chem import SMILES_NORMALIZATIONS
-from .embedding import CMIMEmbedder, embedding_device, file_smiles_column
-from .errors import InputError, one_line, run_with_error_boundary
-from .generation import CheckpointError, check_checkpoint_folder
-from .outputs import check_output_path
-from .pipelines import SOURCES, validate_options
-from .pooling import LAYER_MODES, POOLING_MODES, LayerSpec
-from .precision import COMPUTE_DTYPES, command_compute_dtype
+from cmim_hf import resolve_checkpoint
+from cmim_hf.checkpoints import CheckpointError, check_checkpoint_folder
+from cmim_hf.chem import SMILES_NORMALIZATIONS
+from cmim_hf.embedding.embedder import CMIMEmbedder, embedding_device
+from cmim_hf.errors import InputError, one_line, run_with_error_boundary
+from cmim_hf.io import file_smiles_column
+from cmim_hf.models.cmim.pipelines import SOURCES, validate_options
+from cmim_hf.models.cmim.pooling import LAYER_MODES, POOLING_MODES, LayerSpec
+from cmim_hf.outputs import check_output_path
+from cmim_hf.precision import COMPUTE_DTYPES, command_compute_dtype
 
 
 def parse_layers(text: str) -> LayerSpec:

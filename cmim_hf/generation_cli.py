@@ -39,13 +39,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import chem, generation, resolve_checkpoint
-from .drawing import IMAGE_SUFFIXES, draw_result, save_image
-from .embedding import embedding_device, file_smiles_column, iter_file_chunks
-from .errors import InputError, one_line
-from .generation import DEFAULT_RADIUS, CheckpointError
-from .outputs import OutputError, atomic_output, check_output_path
-from .precision import COMPUTE_DTYPES, autocast_to, command_compute_dtype
+from cmim_hf import chem, generation, resolve_checkpoint
+from cmim_hf.checkpoints import CheckpointError
+from cmim_hf.drawing import IMAGE_SUFFIXES, draw_result, save_image
+from cmim_hf.embedding.embedder import embedding_device
+from cmim_hf.errors import InputError, one_line
+from cmim_hf.generation.sampling import DEFAULT_RADIUS
+from cmim_hf.io import file_smiles_column, iter_file_chunks
+from cmim_hf.outputs import OutputError, atomic_output, check_output_path
+from cmim_hf.precision import COMPUTE_DTYPES, autocast_to, command_compute_dtype
 
 OUTPUT_SUFFIXES: tuple[str, ...] = (".csv", ".json")
 PRIOR_CHOICES: tuple[str, ...] = ("aggregate", "standard")
@@ -302,7 +304,7 @@ class _Head:
             self.left -= len(piece)
 
     def result(self) -> Any:
-        return generation._concat_results(self.pieces, None)
+        return generation.sampling.concat_results(self.pieces, None)
 
 
 def _head_of(result: Any, count: int) -> Any:

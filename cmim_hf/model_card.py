@@ -46,7 +46,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .generation import CheckpointError, check_checkpoint_folder
+from cmim_hf.checkpoints import CheckpointError, check_checkpoint_folder
 
 __all__ = [
     "UNMEASURED",
@@ -173,7 +173,7 @@ def _downstream_section(benchmark: Mapping[str, Any] | None) -> str:
     """The harness's own Markdown tables (headings demoted), or UNMEASURED."""
     if not benchmark or not benchmark.get("summary"):
         return UNMEASURED
-    from .evaluation.reports import markdown_report
+    from cmim_hf.evaluation.reports import markdown_report
 
     config = benchmark["config"]
     report = markdown_report(benchmark["summary"], list(config["featurizers"]), benchmark["tasks"], config)
@@ -185,7 +185,7 @@ def _downstream_section(benchmark: Mapping[str, Any] | None) -> str:
 
 def _comparison_section(comparison: Mapping[str, Any]) -> str:
     """Headline tables (one per probe) of a multi-model comparison, and its checked claims."""
-    from .evaluation.comparison import claims_table, headline_table
+    from cmim_hf.evaluation.comparison import claims_table, headline_table
 
     benchmarks = comparison["benchmarks"]
     config = next(iter(benchmarks.values()))["config"]

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import InputError
+from cmim_hf.errors import InputError
 
 __all__ = [
     "OutputError",

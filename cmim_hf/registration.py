@@ -45,10 +45,14 @@ def register_auto_classes() -> None:
             AutoTokenizer,
         )
 
-        from .configuration_cmim import CMIMConfig
-        from .modeling_cmim import CMIMForConditionalGeneration, CMIMForSequenceClassification, CMIMModel
-        from .pipelines import register_pipelines
-        from .tokenization_cmim import CMIMTokenizer
+        from cmim_hf.models.cmim.configuration_cmim import CMIMConfig
+        from cmim_hf.models.cmim.modeling_cmim import (
+            CMIMForConditionalGeneration,
+            CMIMForSequenceClassification,
+            CMIMModel,
+        )
+        from cmim_hf.models.cmim.pipelines import register_pipelines
+        from cmim_hf.models.cmim.tokenization_cmim import CMIMTokenizer
 
         AutoConfig.register(CMIMConfig.model_type, CMIMConfig, exist_ok=True)
         AutoTokenizer.register(CMIMConfig, tokenizer_class=CMIMTokenizer, exist_ok=True)

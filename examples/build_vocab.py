@@ -1,7 +1,7 @@
 """Build the SMILES vocabulary shipped as `cmim_hf/vocab.json`.
 
 Reads the MOSES training corpus and the nine MoleculeNet files, counts atom-level tokens with
-`cmim_hf.tokenization_cmim.build_vocab`, and writes the token -> id JSON.
+`cmim_hf.models.cmim.tokenization_cmim.build_vocab`, and writes the token -> id JSON.
 
     python examples/build_vocab.py                       # shipped defaults
     python examples/build_vocab.py --moses other.csv.gz --output /tmp/vocab.json
@@ -16,11 +16,11 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from cmim_hf.tokenization_cmim import SPECIAL_TOKENS, build_vocab, split_smiles
+from cmim_hf.models.cmim.tokenization_cmim import SPECIAL_TOKENS, build_vocab, split_smiles
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MOSES = REPO.parent / "shared" / "data" / "pretrain" / "moses_train.csv.gz"
-DEFAULT_MOLECULENET = REPO / "cmim_hf" / "data" / "moleculenet"
+DEFAULT_MOLECULENET = REPO / "cmim_hf" / "package_data" / "moleculenet"
 DEFAULT_OUTPUT = REPO / "cmim_hf" / "vocab.json"
 SMILES_COLUMNS = ("smiles", "SMILES", "mol")  # bace.csv names its SMILES column "mol"
 

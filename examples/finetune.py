@@ -17,7 +17,7 @@ Writes ``results.json`` / ``results.md`` in the ``cmim benchmark`` format (probe
 
 import sys
 
-from cmim_hf.finetune import main
+from cmim_hf.training.finetune import main
 
 if __name__ == "__main__":
     sys.exit(main())

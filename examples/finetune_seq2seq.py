@@ -39,7 +39,7 @@ import cmim_hf
 from cmim_hf.outputs import atomic_output
 
 DEFAULT_MODEL = Path(cmim_hf.__file__).parent / "pretrained"
-DEFAULT_DATA = Path(cmim_hf.__file__).parent / "data" / "moses" / "moses_test_first5000.csv"
+DEFAULT_DATA = Path(cmim_hf.__file__).parent / "package_data" / "moses" / "moses_test_first5000.csv"
 
 
 def randomized_pairs(smiles: list[str], seed: int) -> list[dict[str, str]]:

@@ -12,7 +12,7 @@ Multi-process: ``torchrun --nproc_per_node 2 examples/pretrain.py ...`` or
 
 import sys
 
-from cmim_hf.pretrain import main
+from cmim_hf.training.pretrain import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 
 import cmim_hf
-from cmim_hf.data import load_task
+from cmim_hf.checkpoints import load_model_for_generation
 from cmim_hf.drawing import draw_panels, result_panels, save_image
 from cmim_hf.embedding import CMIMEmbedder
 from cmim_hf.evaluation.benchmark import run_benchmark
+from cmim_hf.evaluation.tasks import load_task
 from cmim_hf.generation import (
     DEFAULT_RADIUS,
     AggregatePosterior,
-    load_model_for_generation,
     reconstruct,
     sample_neighbourhood,
     sample_prior,

@@ -11,11 +11,11 @@ import torch
 from datasets import Dataset
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import SMILES, tiny_config  # noqa: E402
+from helpers import SMILES, tiny_config  # noqa: E402
 
 from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer  # noqa: E402
 from cmim_hf.distributed import leave_process_group  # noqa: E402
-from cmim_hf.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments  # noqa: E402
+from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments  # noqa: E402
 
 torch.randn_like = torch.zeros_like  # z = mu: identical codes in both runs
 world_size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from cmim_hf.distributed import destroy_process_group_safely
-from cmim_hf.losses import cmim_contrastive_loss, gather_with_grad, infonce_loss
+from cmim_hf.training.losses import cmim_contrastive_loss, gather_with_grad, infonce_loss
 
 
 def _local_rows(n_total: int, sizes: list[int], rank: int) -> slice:

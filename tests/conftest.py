@@ -14,35 +14,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from helpers import tiny_config  # noqa: E402
 
 import cmim_hf  # noqa: E402
-from cmim_hf import CMIMConfig, CMIMForConditionalGeneration  # noqa: E402
-
-SMILES = [
-    "CCO",
-    "c1ccccc1",
-    "CC(=O)Oc1ccccc1C(=O)O",
-    "C[C@@H](N)C(=O)O",
-    "Clc1ccc(Br)cc1",
-    "O=C1CCCN1",
-    "CN1C=NC2=C1C(=O)N(C(=O)N2C)C",
-]
-
-
-def tiny_config(**overrides) -> CMIMConfig:
-    """A ~50k-parameter cMIM config with the shipped vocabulary size."""
-    values = dict(
-        vocab_size=len(cmim_hf.CMIMTokenizer()),
-        hidden_size=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        num_attention_heads=4,
-        ffn_dim=64,
-        dropout=0.0,
-        max_position_embeddings=128,
-    )
-    values.update(overrides)
-    return CMIMConfig(**values)
+from cmim_hf import CMIMForConditionalGeneration  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 from cmim_hf.evaluation.comparison import batch_size_spread, more_robust
 
 REPO = Path(__file__).resolve().parents[1]
-MOSES = REPO / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES = REPO / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 
 
 def _results(values: dict[str, float], task_type: str = "regression") -> dict:

@@ -18,7 +18,6 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from cmim_hf.data import DataError, MoleculeTask, load_table_task, load_task
 from cmim_hf.evaluation import (
     FeaturizerError,
     FeaturizerRuntimeError,
@@ -33,6 +32,7 @@ from cmim_hf.evaluation import (
 )
 from cmim_hf.evaluation.cli import add_benchmark_arguments, run_benchmark_command
 from cmim_hf.evaluation.metrics import PRAUC, RMSE
+from cmim_hf.evaluation.tasks import DataError, MoleculeTask, load_table_task, load_task
 
 INVALID = ["C1CC", "O=N([O-])C1=CC=C1"]
 
@@ -300,7 +300,7 @@ def test_cli_missing_column_exits_2(csv_with_invalid: Path, capsys: pytest.Captu
 def test_harness_end_to_end_with_a_tiny_random_cmim_checkpoint(tmp_path: Path) -> None:
     """`cmim benchmark --model <checkpoint folder>` path: informative and latent columns beside ECFP4."""
     import torch
-    from conftest import tiny_config
+    from helpers import tiny_config
 
     from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
 
@@ -348,7 +348,7 @@ def test_harness_end_to_end_with_a_tiny_random_cmim_checkpoint(tmp_path: Path) -
 def test_cmim_featurizer_keeps_too_long_molecules_as_nan_rows(tmp_path: Path) -> None:
     """A molecule longer than the model's positions gets a NaN row (with a warning), not a crash."""
     import torch
-    from conftest import tiny_config
+    from helpers import tiny_config
 
     from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
     from cmim_hf.evaluation.featurizers import CMIMFeaturizer, featurize

@@ -12,8 +12,7 @@ import subprocess
 import pandas as pd
 import pytest
 import torch
-from conftest import SMILES, tiny_config
-from test_generation_cli import assert_one_line_error, start_cmim
+from helpers import SMILES, assert_one_line_error, start_cmim, tiny_config
 
 import cmim_hf
 from cmim_hf.cli import build_parser, main

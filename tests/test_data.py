@@ -1,4 +1,4 @@
-"""Tests of cmim_hf.data: shipped files, built-in tasks, user tables and splits."""
+"""Tests of cmim_hf.evaluation.tasks: shipped files, built-in tasks, user tables and splits."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cmim_hf.chem import canonicalize, is_valid_smiles, validate_smiles
-from cmim_hf.data import (
+from cmim_hf.evaluation.tasks import (
     BUILTIN_TASKS,
     MOLECULENET_DIR,
     DataError,

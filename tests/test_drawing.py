@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from helpers import tiny_config
 from PIL import Image
 
 from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer

@@ -27,9 +27,11 @@ from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.chem import InvalidSmilesError
 from cmim_hf.embed_cli import add_embed_arguments, run_embed_command
 from cmim_hf.embedding import CMIMEmbedder, CMIMFeaturizer, read_embeddings
-from cmim_hf.pipelines import InformativeFeatureExtractionPipeline
+from cmim_hf.models.cmim.pipelines import InformativeFeatureExtractionPipeline
 
-MOSES = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES = (
+    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+)
 SMILES = pd.read_csv(MOSES, nrows=96)["SMILES"].tolist()
 BAD = {5: "C1CC", 17: "not a smiles", 40: ""}  # row -> invalid SMILES planted there
 WITH_BAD = [BAD.get(i, s) for i, s in enumerate(SMILES)]

@@ -17,12 +17,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_config
+from helpers import tiny_config
 
 from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.cli import SUBCOMMANDS, main
 
-MOSES = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES = (
+    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+)
 
 # The commands, with placeholders: IN (input table), OUT (output file or folder), CKPT (checkpoint).
 COMMANDS: dict[str, list[str]] = {
@@ -501,7 +503,7 @@ def test_a_full_disk_is_the_users_environment_not_a_bug(
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(outputs, "commit_output", disk_full)
-    monkeypatch.setattr("cmim_hf.embedding.commit_output", disk_full)
+    monkeypatch.setattr("cmim_hf.embedding.embedder.commit_output", disk_full)
     argv = _argv(command, _table(tmp_path / "in.csv"), tmp_path / "out", checkpoint)
     output = Path(argv[argv.index("-o") + 1])
     code, err = _run(argv, capsys)
@@ -529,7 +531,7 @@ def test_memory_does_not_grow_with_the_number_asked_for(
     replaced by a lookup, so only what grows with the request is measured)."""
     import tracemalloc
 
-    from cmim_hf import generation
+    from cmim_hf.generation import optimization, sampling
 
     heap: list[int] = []
     decoded: list[int] = []
@@ -541,8 +543,8 @@ def test_memory_does_not_grow_with_the_number_asked_for(
         heap.append(tracemalloc.get_traced_memory()[0])
         return ["C" * (i % 60) + "O" + "C" * (i // 60 % 60) for i in range(start, start + len(z))]
 
-    monkeypatch.setattr(generation, "SCORE_CACHE_SIZE", 256)  # the search's bounded score memory
-    monkeypatch.setattr(generation, "decode_latents", lookup_decode)
+    monkeypatch.setattr(optimization, "SCORE_CACHE_SIZE", 256)  # the search's bounded score memory
+    monkeypatch.setattr(sampling, "decode_latents", lookup_decode)
     template, small = GROWING_REQUESTS[command]
     table = tmp_path / "in.csv"
     pd.DataFrame({"smiles": ["CCO"]}).to_csv(table, index=False)  # one seed for optimize

@@ -1,4 +1,4 @@
-"""cmim_hf.finetune: the stock-Trainer fine-tuning script end to end on a tiny model, the harness's
+"""cmim_hf.training.finetune: the stock-Trainer fine-tuning script end to end on a tiny model, the harness's
 splits, invalid-row handling and JSON format, target scaling, merging with benchmark results."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import SMILES, tiny_config
+from helpers import SMILES, tiny_config
 
 from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
-from cmim_hf.data import DataError, load_table_task, load_task, make_split
 from cmim_hf.evaluation import run_benchmark
-from cmim_hf.finetune import (
+from cmim_hf.evaluation.tasks import DataError, load_table_task, load_task, make_split
+from cmim_hf.models.cmim.modeling_cmim import CMIMForSequenceClassification
+from cmim_hf.training.finetune import (
     FinetuneSettings,
     MoleculeLabelCollator,
     _fold_target_scaling,
@@ -24,7 +25,6 @@ from cmim_hf.finetune import (
     main,
     merge_results,
 )
-from cmim_hf.modeling_cmim import CMIMForSequenceClassification
 
 FAST = ["--epochs", "2", "--batch-size", "16", "--no-plots"]
 

@@ -8,7 +8,7 @@ import evaluate
 import numpy as np
 import pytest
 import torch
-from conftest import SMILES, tiny_config
+from helpers import SMILES, tiny_config
 from rdkit import Chem, DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 from transformers import LogitsProcessorList
@@ -23,7 +23,6 @@ from cmim_hf.generation import (
     AggregatePosterior,
     DistinctCounter,
     SetMetrics,
-    _NormalStream,
     canonical_reference,
     decode_latents,
     descriptor_score,
@@ -42,7 +41,8 @@ from cmim_hf.generation import (
     sample_prior,
     tanimoto_similarity,
 )
-from cmim_hf.smiles_grammar import SmilesGrammarLogitsProcessor
+from cmim_hf.generation.grammar import SmilesGrammarLogitsProcessor
+from cmim_hf.generation.sampling import _NormalStream
 
 MAX_NEW = 16  # decode length in these tests
 
@@ -201,7 +201,7 @@ def test_streaming_holds_one_batch_of_codes_whatever_n(model, tokenizer, monkeyp
         return ["C"] * len(z)
 
     monkeypatch.setattr(torch, "randn", recording_randn)
-    monkeypatch.setattr(generation, "decode_latents", counting_decode)
+    monkeypatch.setattr(generation.sampling, "decode_latents", counting_decode)
     for batch in iter_sample_prior(model, tokenizer, 20_000, seed=0, batch_size=50):
         assert len(batch) == 50
     assert sum(decoded) == 20_000 and max(decoded) == 50 and max(drawn) <= 50 * 32 + 31

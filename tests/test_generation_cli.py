@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from conftest import SMILES, tiny_config
+from helpers import SMILES, assert_one_line_error, start_cmim, tiny_config
 from rdkit import Chem
 
 import cmim_hf
@@ -21,34 +19,6 @@ from cmim_hf import generation, generation_cli
 
 INVALID = "C1CC"
 TOO_LONG = "C" * 40  # more tokens than the tiny model's 32 positions
-
-
-def cmim_executable() -> str:
-    """The `cmim` console script of this environment (PATH first, then next to the interpreter)."""
-    found = shutil.which("cmim") or str(Path(sys.executable).with_name("cmim"))
-    assert Path(found).is_file(), "the cmim console script is not installed (pip install -e .)"
-    return found
-
-
-def start_cmim(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
-    return subprocess.Popen(
-        [cmim_executable(), *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    assert result.returncode == code, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "error:" in lines[0], result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +296,7 @@ def test_constrained_flag_reaches_every_decode(workdir: Path, tmp_path: Path, ca
         seen.append(kwargs.get("grammar_constrained", args[6] if len(args) > 6 else False))
         return decode(*args, **kwargs)
 
-    monkeypatch.setattr(generation, "decode_latents", spy)
+    monkeypatch.setattr(generation.sampling, "decode_latents", spy)
     molecules, model = str(workdir / "molecules.csv"), ["--model", str(workdir / "ckpt"), "--max-length", "8"]
     commands = {
         "sample": ["-n", "2", *model],

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 from clean_python import run_without_cmim_hf
-from conftest import tiny_config
+from helpers import tiny_config
 from transformers import Pipeline, pipeline
 
 import cmim_hf
 from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.generation import AggregatePosterior, sample_neighbourhood, sample_prior
-from cmim_hf.pipelines import (
+from cmim_hf.models.cmim.pipelines import (
     CUSTOM_PIPELINES,
     GENERATION_TASK,
     CMIMGenerationPipeline,

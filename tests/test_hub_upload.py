@@ -14,8 +14,8 @@ from pathlib import Path
 import huggingface_hub.hf_api
 import pytest
 import torch
-from conftest import SMILES, tiny_config
 from datasets import Dataset
+from helpers import SMILES, tiny_config
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import EntryNotFoundError
 from huggingface_hub.hf_api import CommitInfo, RepoUrl
@@ -24,7 +24,7 @@ import cmim_hf
 from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.generation import AGGREGATE_POSTERIOR_FILE
 from cmim_hf.model_card import save_for_hub
-from cmim_hf.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
+from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
 REMOTE_CODE = (
     "configuration_cmim.py",

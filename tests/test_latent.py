@@ -7,19 +7,18 @@ import math
 
 import pytest
 import torch
-from conftest import SMILES, tiny_config
-from test_trainer import make_trainer
+from helpers import SMILES, make_trainer, tiny_config
 
 from cmim_hf import CMIMForConditionalGeneration
+from cmim_hf.checkpoints import CheckpointError
 from cmim_hf.generation import (
     AGGREGATE_POSTERIOR_FILE,
     AggregatePosterior,
-    CheckpointError,
     encode_smiles,
     fit_aggregate_posterior,
     sample_prior,
 )
-from cmim_hf.latent_stats import (
+from cmim_hf.training.latent_stats import (
     active_directions,
     active_units,
     fit_gaussian,
@@ -28,8 +27,8 @@ from cmim_hf.latent_stats import (
     participation_ratio,
     sample_gaussian,
 )
-from cmim_hf.losses import amim_latent_loss
-from cmim_hf.trainer import CMIMDataCollator, CMIMTrainingArguments
+from cmim_hf.training.losses import amim_latent_loss
+from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainingArguments
 
 # --- initialisation ------------------------------------------------------------------------------
 

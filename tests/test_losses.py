@@ -1,4 +1,4 @@
-"""Tests of cmim_hf.losses against direct hand computations (float64)."""
+"""Tests of cmim_hf.training.losses against direct hand computations (float64)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cmim_hf.losses import (
+from cmim_hf.training.losses import (
     amim_latent_loss,
     cmim_contrastive_loss,
     gather_with_grad,

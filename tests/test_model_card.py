@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 from clean_python import HUB_USER_CHECK, run_without_cmim_hf
-from conftest import SMILES, tiny_config
 from datasets import Dataset
+from helpers import SMILES, tiny_config
 from huggingface_hub import ModelCard
 
 from cmim_hf import CMIMForConditionalGeneration, compute_embeddings
-from cmim_hf.generation import CheckpointError
+from cmim_hf.checkpoints import CheckpointError
 from cmim_hf.model_card import (
     UNMEASURED,
     check_hub_folder,
@@ -23,7 +23,7 @@ from cmim_hf.model_card import (
     save_for_hub,
     write_model_card,
 )
-from cmim_hf.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
+from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
 RESULTS = {
     "training": {"dataset": "MOSES train", "molecules": 1000, "objective": "cmim", "steps": 20},

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from clean_python import run_without_cmim_hf
-from conftest import SMILES, tiny_config
+from helpers import SMILES, tiny_config
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from cmim_hf import (
@@ -20,7 +20,9 @@ from cmim_hf import (
     prepare_decoder_inputs,
 )
 
-ESOL = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moleculenet" / "delaney-processed.csv"
+ESOL = (
+    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moleculenet" / "delaney-processed.csv"
+)
 
 
 def esol_smiles(n: int) -> list[str]:
@@ -379,8 +381,8 @@ def test_trust_remote_code_load_without_cmim_hf(tiny_model, tokenizer, tmp_path:
 
 def test_model_loss_agrees_with_losses_module(tiny_model, tokenizer) -> None:
     """modeling_cmim keeps its own copy of the per-sequence CE (remote code must be self-contained)."""
-    from cmim_hf.losses import sequence_cross_entropy
-    from cmim_hf.modeling_cmim import reconstruction_cross_entropy
+    from cmim_hf.models.cmim.modeling_cmim import reconstruction_cross_entropy
+    from cmim_hf.training.losses import sequence_cross_entropy
 
     batch = tokenizer(SMILES, padding=True, return_tensors="pt")
     logits = tiny_model(**batch).logits

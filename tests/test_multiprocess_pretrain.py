@@ -15,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_config
+from helpers import tiny_config
 
 from cmim_hf import CMIMForConditionalGeneration
 
 REPO = Path(__file__).resolve().parents[1]
-MOSES = REPO / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES = REPO / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 TINY = ["--hidden-size", "32", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "64",
         "--num-attention-heads", "2", "--batch-size", "8", "--max-length", "64", "--logging-steps", "1",
         "--prior-molecules", "50", "--num-proc", "1", "--save-steps", "2"]  # fmt: skip

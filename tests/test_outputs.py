@@ -16,13 +16,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import tiny_config
+from helpers import tiny_config
 
 from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer, generation_cli
 from cmim_hf.embed_cli import add_embed_arguments, run_embed_command
 from cmim_hf.outputs import OutputError, atomic_output, check_output_path
 
-MOSES = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES = (
+    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+)
 
 
 def test_check_output_path(tmp_path: Path) -> None:
@@ -201,9 +203,8 @@ def test_a_checkpoint_whose_tokenizer_is_missing_or_does_not_match_is_refused(
 ) -> None:
     """Issue 13, case 9."""
     import cmim_hf
-    from cmim_hf.embedding import load_model_and_tokenizer
-    from cmim_hf.generation import CheckpointError
-    from cmim_hf.tokenization_cmim import vocabulary_fingerprint
+    from cmim_hf.checkpoints import CheckpointError, load_model_and_tokenizer
+    from cmim_hf.models.cmim.tokenization_cmim import vocabulary_fingerprint
 
     model = CMIMForConditionalGeneration.from_pretrained(cmim_hf.DEFAULT_CHECKPOINT)
     assert model.config.vocab_fingerprint == vocabulary_fingerprint(CMIMTokenizer())
@@ -246,7 +247,7 @@ def test_the_suite_uses_a_temporary_hf_home() -> None:
 
 
 def test_cpu_pretraining_does_not_pin_memory(tmp_path: Path, recwarn) -> None:
-    from cmim_hf.pretrain import main
+    from cmim_hf.training.pretrain import main
 
     corpus = tmp_path / "train.csv"
     pd.DataFrame({"smiles": ["CCO", "CCN", "CCC", "CCCl"] * 4}).to_csv(corpus, index=False)
@@ -277,7 +278,7 @@ def bad_corpora(folder: Path) -> dict[str, Path]:
 
 def test_pretrain_reports_unreadable_corpora_in_one_line(tmp_path: Path, capsys) -> None:
     """Issue 13, case 12 for `cmim pretrain`."""
-    from cmim_hf.pretrain import main
+    from cmim_hf.training.pretrain import main
 
     tiny = ["--hidden-size", "16", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "32"]
     tiny += ["--num-attention-heads", "2", "--batch-size", "2", "--max-steps", "1"]

@@ -69,7 +69,7 @@ def test_wheel_ships_no_gpl_sourced_file(wheel: Path) -> None:
     digests = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
     assert not GPL_SOURCED_SHA256 & set(digests.values())
     for filename, digest in CC0_SHA256.items():
-        assert digests[f"cmim_hf/data/moleculenet/{filename}"] == digest
+        assert digests[f"cmim_hf/package_data/moleculenet/{filename}"] == digest
     for name, data in contents.items():
         assert b"GNU GENERAL PUBLIC LICENSE" not in data, name
     assert "cmim_hf/pretrained/README.md" in contents and "cmim_hf/pretrained/model.safetensors" in contents

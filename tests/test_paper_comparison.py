@@ -12,7 +12,7 @@ import torch
 from cmim_hf import CMIMForConditionalGeneration
 
 ROOT = Path(__file__).resolve().parents[1]
-MOSES = ROOT / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES = ROOT / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 
 
 def load_script():

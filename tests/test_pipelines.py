@@ -27,7 +27,7 @@ from transformers import (
 from transformers.pipelines import PIPELINE_REGISTRY, FeatureExtractionPipeline
 
 from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
-from cmim_hf.pipelines import (
+from cmim_hf.models.cmim.pipelines import (
     INFORMATIVE_TASK,
     CMIMGenerationPipeline,
     InformativeFeatureExtractionPipeline,
@@ -37,7 +37,9 @@ from cmim_hf.pipelines import (
     teacher_forcing_inputs,
 )
 
-MOSES = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES = (
+    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+)
 SMILES_64 = pd.read_csv(MOSES, nrows=64)["SMILES"].tolist()
 CHARS = list("CNOSPFIBrlcnosp()[]=#+-0123456789@H/\\%.")
 KINDS = ["cmim", "t5", "t5-lm", "bart", "bart-lm"]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cmim_hf.pooling import (
+from cmim_hf.models.cmim.pooling import (
     first_token,
     flatten_latent,
     last_token,

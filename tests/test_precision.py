@@ -9,17 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import SMILES, tiny_config
 from datasets import Dataset
+from helpers import SMILES, tiny_config
 
 import cmim_hf.precision as precision
 from cmim_hf import CMIMEmbedder, CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.cli import main as cmim
 from cmim_hf.precision import PrecisionFallbackWarning, resolve_compute_dtype
-from cmim_hf.pretrain import main as pretrain
-from cmim_hf.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
+from cmim_hf.training.pretrain import main as pretrain
+from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
-MOSES = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES = (
+    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+)
 needs_native_bf16 = pytest.mark.skipif(
     not precision.cpu_has_native_bf16(), reason="this CPU has no AVX512-BF16/AMX"
 )

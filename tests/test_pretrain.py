@@ -1,4 +1,4 @@
-"""End-to-end tests of the pre-training script on a tiny model (cmim_hf.pretrain)."""
+"""End-to-end tests of the pre-training script on a tiny model (cmim_hf.training.pretrain)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from cmim_hf import CMIMForConditionalGeneration
-from cmim_hf.corpus import CorpusError, load_smiles_corpus
 from cmim_hf.generation import AggregatePosterior
-from cmim_hf.pretrain import main
+from cmim_hf.training.corpus import CorpusError, load_smiles_corpus
+from cmim_hf.training.pretrain import main
 
-MOSES = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES = (
+    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+)
 
 
 def write_corpus(path: Path, n: int, extra: list[str]) -> Path:

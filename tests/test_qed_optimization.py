@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_config
+from helpers import tiny_config
 
 import cmim_hf
 from cmim_hf.generation import OptimizationResult, OptimizedMolecule, descriptor_score, tanimoto_similarity

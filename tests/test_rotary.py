@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SMILES, tiny_config
+from helpers import SMILES, tiny_config
 
 from cmim_hf import CMIMForConditionalGeneration
-from cmim_hf.modeling_cmim import apply_rotary, rotary_cos_sin
+from cmim_hf.models.cmim.modeling_cmim import apply_rotary, rotary_cos_sin
 
 
 def test_rotary_scores_depend_only_on_relative_position() -> None:

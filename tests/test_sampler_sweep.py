@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import SMILES, tiny_config
+from helpers import SMILES, tiny_config
 
 import cmim_hf
 from cmim_hf.generation import encode_posterior, encode_smiles, fit_aggregate_posterior

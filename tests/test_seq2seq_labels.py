@@ -11,7 +11,7 @@ import torch
 from rdkit import Chem
 
 from cmim_hf import CMIMForConditionalGeneration
-from cmim_hf.modeling_cmim import prepare_decoder_inputs, shift_tokens_right
+from cmim_hf.models.cmim.modeling_cmim import prepare_decoder_inputs, shift_tokens_right
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "cmim_hf" / "pretrained"
@@ -62,7 +62,9 @@ def _kekule_to_canonical_pairs(n: int) -> list[tuple[str, str]]:
     import pandas as pd
 
     pairs = []
-    for smiles in pd.read_csv(REPO / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv")["SMILES"]:
+    for smiles in pd.read_csv(REPO / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv")[
+        "SMILES"
+    ]:
         mol = Chem.MolFromSmiles(smiles)
         Chem.Kekulize(mol, clearAromaticFlags=True)
         source = Chem.MolToSmiles(mol, kekuleSmiles=True)

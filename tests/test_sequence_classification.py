@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 from clean_python import run_without_cmim_hf
-from conftest import SMILES, tiny_config
+from helpers import SMILES, tiny_config
 from transformers import AutoModelForSequenceClassification
 
 from cmim_hf import CMIMForConditionalGeneration, CMIMModel, compute_embeddings
-from cmim_hf.modeling_cmim import CMIMForSequenceClassification, sequence_classification_loss
+from cmim_hf.models.cmim.modeling_cmim import CMIMForSequenceClassification, sequence_classification_loss
 
 NAN = float("nan")
 

@@ -10,18 +10,19 @@ from pathlib import Path
 import pandas as pd
 import torch
 from clean_python import HUB_USER_CHECK, run_without_cmim_hf
-from conftest import SMILES
+from helpers import SMILES
 from transformers import AutoConfig, AutoModel, AutoTokenizer, pipeline
 
 import cmim_hf
+from cmim_hf.checkpoints import load_model_for_generation
 from cmim_hf.embedding import CMIMEmbedder
-from cmim_hf.generation import load_model_for_generation, reconstruct
+from cmim_hf.generation import reconstruct
 from cmim_hf.model_card import check_hub_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = Path(cmim_hf.DEFAULT_CHECKPOINT)
 RESULTS = ROOT / "model_cards" / "cmim-moses-small-v2" / "comparison_results.json"
-MOSES_TEST = ROOT / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES_TEST = ROOT / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 
 
 def test_checkpoint_is_complete_and_small() -> None:

@@ -1,4 +1,4 @@
-"""Tests of cmim_hf.smiles_grammar: the grammar-constrained decoding LogitsProcessor."""
+"""Tests of cmim_hf.generation.grammar: the grammar-constrained decoding LogitsProcessor."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ import pandas as pd
 import pytest
 import torch
 from clean_python import run_without_cmim_hf
-from conftest import tiny_config
+from helpers import tiny_config
 from rdkit import Chem, rdBase
 from transformers import LogitsProcessor, LogitsProcessorList
 
 import cmim_hf
 from cmim_hf import CMIMForConditionalGeneration, chem
-from cmim_hf.data import BUILTIN_TASKS, MOLECULENET_DIR
-from cmim_hf.smiles_grammar import SmilesGrammarLogitsProcessor, TokenKind, classify_token
-from cmim_hf.tokenization_cmim import split_smiles
+from cmim_hf.evaluation.tasks import BUILTIN_TASKS, MOLECULENET_DIR
+from cmim_hf.generation.grammar import SmilesGrammarLogitsProcessor, TokenKind, classify_token
+from cmim_hf.models.cmim.tokenization_cmim import split_smiles
 
-MOSES_SAMPLE = Path(cmim_hf.__file__).parent / "data" / "moses" / "moses_test_first5000.csv"
+MOSES_SAMPLE = Path(cmim_hf.__file__).parent / "package_data" / "moses" / "moses_test_first5000.csv"
 
 
 @pytest.fixture(scope="module")

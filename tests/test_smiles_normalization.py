@@ -9,17 +9,17 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from helpers import tiny_config
 from transformers import pipeline
 
 import cmim_hf
 from cmim_hf import CMIMConfig, CMIMEmbedder, CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.chem import InvalidSmilesError, normalize_smiles
-from cmim_hf.corpus import load_smiles_corpus, tokenize_corpus
 from cmim_hf.evaluation.featurizers import CMIMFeaturizer
 from cmim_hf.generation import encode_smiles
-from cmim_hf.pipelines import InformativeFeatureExtractionPipeline, normalize_for_model
-from cmim_hf.pretrain import main as pretrain_main
+from cmim_hf.models.cmim.pipelines import InformativeFeatureExtractionPipeline, normalize_for_model
+from cmim_hf.training.corpus import load_smiles_corpus, tokenize_corpus
+from cmim_hf.training.pretrain import main as pretrain_main
 
 STEREO = "N[C@@H](C)C(=O)O"  # L-alanine written with stereo, not canonical
 NO_STEREO_CANONICAL = "CC(N)C(=O)O"

@@ -54,8 +54,8 @@ def test_cmim_help_is_fast(tmp_path: Path) -> None:
         "from transformers.modeling_layers import GradientCheckpointingLayer",
         "import transformers.trainer",
         "from cmim_hf import CMIMModel",
-        "from cmim_hf.pipelines import InformativeFeatureExtractionPipeline",
-        "from cmim_hf.trainer import CMIMTrainer",
+        "from cmim_hf.models.cmim.pipelines import InformativeFeatureExtractionPipeline",
+        "from cmim_hf.training.trainer import CMIMTrainer",
     ],
 )
 def test_auto_classes_and_pipeline_know_cmim_whatever_is_imported_first(

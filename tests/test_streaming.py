@@ -1,4 +1,4 @@
-"""Streaming pre-training (issue 15, item 2): cmim_hf.streaming and ``cmim pretrain --streaming``."""
+"""Streaming pre-training (issue 15, item 2): cmim_hf.training.streaming and ``cmim pretrain --streaming``."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from cmim_hf.corpus import CorpusError, load_smiles_corpus, tokenize_corpus
-from cmim_hf.pretrain import main
-from cmim_hf.streaming import StreamingSmilesCorpus, corpus_shards
-from cmim_hf.tokenization_cmim import CMIMTokenizer
+from cmim_hf.models.cmim.tokenization_cmim import CMIMTokenizer
+from cmim_hf.training.corpus import CorpusError, load_smiles_corpus, tokenize_corpus
+from cmim_hf.training.pretrain import main
+from cmim_hf.training.streaming import StreamingSmilesCorpus, corpus_shards
 
-MOSES = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES = (
+    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+)
 INVALID = ["C1CC", "CC[Zz]C", "not a smiles"]
 TINY = ["--hidden-size", "32", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "64",
         "--num-attention-heads", "2", "--batch-size", "8", "--learning-rate", "1e-3", "--warmup-steps", "0",

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from streaming_startup import main  # noqa: E402
 
-MOSES = REPO / "cmim_hf" / "data" / "moses" / "moses_test_first5000.csv"
+MOSES = REPO / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 
 
 def test_one_record_per_size_and_mode(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests of the atom-level SMILES tokenizer (`cmim_hf.tokenization_cmim`)."""
+"""Tests of the atom-level SMILES tokenizer (`cmim_hf.models.cmim.tokenization_cmim`)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ from tokenizers import AddedToken
 from transformers import AutoConfig, AutoTokenizer
 
 import cmim_hf
-from cmim_hf.configuration_cmim import CMIMConfig
-from cmim_hf.tokenization_cmim import (
+from cmim_hf.models.cmim.configuration_cmim import CMIMConfig
+from cmim_hf.models.cmim.tokenization_cmim import (
     DEFAULT_VOCAB_FILE,
     SPECIAL_TOKENS,
     CMIMTokenizer,
     build_vocab,
     split_smiles,
 )
-from cmim_hf.tokenization_cmim import logger as tokenization_logger
+from cmim_hf.models.cmim.tokenization_cmim import logger as tokenization_logger
 
-MOLECULENET_DIR = Path(__file__).resolve().parents[1] / "cmim_hf" / "data" / "moleculenet"
+MOLECULENET_DIR = Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moleculenet"
 MOLECULENET_FILES = (
     "BBBP.csv",
     "HIV.csv",
@@ -34,7 +34,7 @@ MOLECULENET_FILES = (
     "sider.csv",
     "tox21.csv",
 )
-MOLECULENET_ROWS = 61402  # sum of the rows of the nine files (cmim_hf/data/README.md)
+MOLECULENET_ROWS = 61402  # sum of the rows of the nine files (cmim_hf/package_data/README.md)
 # decoded == SMILES exactly, except these rows whose SMILES end in a space (whitespace ends a SMILES;
 # the tokenizer strips it, so they decode to the stripped SMILES).
 MOLECULENET_TRAILING_WHITESPACE = 212  # all in delaney-processed.csv

@@ -12,56 +12,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMILES, tiny_config
-from datasets import Dataset
+from helpers import SMILES, make_args, make_trainer, tiny_config
 
 from cmim_hf import CMIMForConditionalGeneration, prepare_decoder_inputs
-from cmim_hf.losses import amim_latent_loss, cmim_contrastive_loss, sequence_cross_entropy
-from cmim_hf.trainer import (
+from cmim_hf.training.losses import amim_latent_loss, cmim_contrastive_loss, sequence_cross_entropy
+from cmim_hf.training.trainer import (
     CMIMDataCollator,
     CMIMTrainer,
-    CMIMTrainingArguments,
     floor_sigma_at,
     parse_floor_schedule,
 )
 
 TESTS_DIR = Path(__file__).resolve().parent
-
-
-def make_args(tmp_path: Path, **overrides) -> CMIMTrainingArguments:
-    values = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=4,
-        max_steps=1,
-        learning_rate=0.1,
-        optim="sgd",
-        lr_scheduler_type="constant",
-        weight_decay=0.0,
-        max_grad_norm=0.0,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        seed=0,
-        latent_warmup_steps=0,
-    )
-    values.update(overrides)
-    return CMIMTrainingArguments(**values)
-
-
-def make_trainer(tmp_path, tokenizer, model=None, molecules=SMILES, **overrides) -> CMIMTrainer:
-    if model is None:
-        torch.manual_seed(0)
-        model = CMIMForConditionalGeneration(tiny_config())
-    return CMIMTrainer(
-        model=model,
-        args=make_args(tmp_path, **overrides),
-        train_dataset=Dataset.from_dict({"smiles": list(molecules)}),
-        eval_dataset=Dataset.from_dict({"smiles": list(molecules)}),
-        data_collator=CMIMDataCollator(tokenizer),
-        processing_class=tokenizer,
-    )
 
 
 def test_invalid_arguments_raise(tmp_path) -> None:

@@ -28,7 +28,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cmim_hf.chem import validate_smiles
-from cmim_hf.data import (
+from cmim_hf.evaluation.featurizers import Featurizer, featurize, resolve_featurizer
+from cmim_hf.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metric
+from cmim_hf.evaluation.probes import PROBE_NAMES, ProbeError, fit_probe, positive_scores
+from cmim_hf.evaluation.reports import plot_parity, plot_pca, summarize, write_reports
+from cmim_hf.evaluation.tasks import (
     DEFAULT_FRACTIONS,
     SPLIT_KINDS,
     DataError,
@@ -38,10 +42,6 @@ from cmim_hf.data import (
     make_split,
     scaffold_keys,
 )
-from cmim_hf.evaluation.featurizers import Featurizer, featurize, resolve_featurizer
-from cmim_hf.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metric
-from cmim_hf.evaluation.probes import PROBE_NAMES, ProbeError, fit_probe, positive_scores
-from cmim_hf.evaluation.reports import plot_parity, plot_pca, summarize, write_reports
 
 __all__ = ["BenchmarkResults", "evaluate_fold", "run_benchmark"]
 
@@ -303,7 +303,7 @@ def run_benchmark(
     Args:
         featurizers: column name -> ``"ecfp4"``, ``"descriptors"``, a cMIM checkpoint folder,
             or any callable ``list[str] -> np.ndarray (N, D)``.
-        tasks: built-in task names (:data:`cmim_hf.data.BUILTIN_TASKS`) or loaded tasks.
+        tasks: built-in task names (:data:`cmim_hf.evaluation.tasks.BUILTIN_TASKS`) or loaded tasks.
         split: ``"random"``, ``"scaffold"`` or ``"scaffold_random"``.
         seeds: number of seeds (0..n-1) or explicit seeds.
         probes: probe names (:data:`cmim_hf.evaluation.probes.PROBE_NAMES`).

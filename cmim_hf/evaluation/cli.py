@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from cmim_hf import SHIPPED_MODEL, resolve_checkpoint
-from cmim_hf.data import BUILTIN_TASKS, SPLIT_KINDS, TASK_TYPES, DataError, MoleculeTask, load_table_task
+from cmim_hf.checkpoints import check_checkpoint_folder
 from cmim_hf.errors import InputError, one_line, run_with_error_boundary
 from cmim_hf.evaluation.benchmark import run_benchmark
 from cmim_hf.evaluation.featurizers import (
@@ -24,7 +24,14 @@ from cmim_hf.evaluation.featurizers import (
 )
 from cmim_hf.evaluation.probes import PROBE_NAMES
 from cmim_hf.evaluation.reports import RESULT_FILES
-from cmim_hf.generation import check_checkpoint_folder
+from cmim_hf.evaluation.tasks import (
+    BUILTIN_TASKS,
+    SPLIT_KINDS,
+    TASK_TYPES,
+    DataError,
+    MoleculeTask,
+    load_table_task,
+)
 from cmim_hf.outputs import check_output_folder
 
 __all__ = ["add_benchmark_arguments", "run_benchmark_command", "main"]
@@ -54,7 +61,7 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument(
         "--tasks", action="append", metavar="T1,T2",
         help=f"built-in tasks (default: {DEFAULT_TASKS}, or none with --csv); any of {','.join(BUILTIN_TASKS)}. "
-        "Terms of each data set: cmim_hf/data/README.md (SIDER's own terms are often non-commercial)",
+        "Terms of each data set: cmim_hf/package_data/README.md (SIDER's own terms are often non-commercial)",
     )  # fmt: skip
     parser.add_argument(
         "--csv", type=Path, metavar="PATH", help="your own CSV or Parquet file as an extra task"

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .reports import format_cell
+from cmim_hf.evaluation.reports import format_cell
 
 __all__ = [
     "PAPER_TASKS",

@@ -87,7 +87,7 @@ class CMIMFeaturizer:
                 f"unknown embedding {embedding!r}; choose one of {', '.join(EMBEDDING_SOURCES)}"
             )
         try:
-            from cmim_hf.embedding import CMIMEmbedder
+            from cmim_hf.embedding.embedder import CMIMEmbedder
         except ImportError as err:
             raise FeaturizerRuntimeError(f"cMIM checkpoints need cmim_hf.embedding: {err}") from err
         self.path = str(path)

@@ -9,17 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from cmim_hf.generation import (
+from cmim_hf.checkpoints import load_model_for_generation
+from cmim_hf.generation.metrics import fraction_novel, fraction_unique
+from cmim_hf.generation.sampling import (
     AggregatePosterior,
     encode_smiles,
-    fraction_novel,
-    fraction_unique,
-    load_model_for_generation,
     reconstruct,
     sample_neighbourhood,
     sample_prior,
 )
-from cmim_hf.latent_stats import latent_activity
+from cmim_hf.training.latent_stats import latent_activity
 
 
 def generative_metrics(

@@ -19,10 +19,10 @@ not import on current RDKit, so it is re-implemented here:
 - **IntDiv, IntDiv2**: ``1 - mean_x (mean_y T(x, y)^p)^(1/p)`` over all pairs of generated molecules,
   self-pairs included (``p = 1, 2``), T the Tanimoto similarity.
 - **Filters**: the fraction of molecules with only C, N, S, O, F, Cl, Br, H atoms, no charge, no ring
-  of 8 or more atoms, and no match of the MCF or PAINS SMARTS shipped in ``cmim_hf/data/moses``.
+  of 8 or more atoms, and no match of the MCF or PAINS SMARTS shipped in ``cmim_hf/package_data/moses``.
 - **Novelty**: the fraction of the distinct valid generated molecules not in the training set.
 
-Test and TestSF are MOSES' test and scaffold-test sets, shipped in ``cmim_hf/data/moses`` with their
+Test and TestSF are MOSES' test and scaffold-test sets, shipped in ``cmim_hf/package_data/moses`` with their
 precomputed ChemNet, fragment and scaffold statistics (``make_reference_stats.py`` there regenerates
 them); their fingerprints and the canonical training set are computed on first use and cached under
 :func:`default_cache_dir`. Pairwise Tanimoto similarities are exact torch matrix products of 0/1
@@ -94,7 +94,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MOSES_DATA = Path(__file__).resolve().parents[1] / "data" / "moses"
+MOSES_DATA = Path(__file__).resolve().parents[1] / "package_data" / "moses"
 # Reference name in the metric keys -> (SMILES file, precomputed statistics) in MOSES_DATA.
 MOSES_REFERENCES: dict[str, tuple[str, str]] = {
     "Test": ("moses_test.csv.gz", "moses_test_stats.npz"),

@@ -9,7 +9,7 @@ with the predictions).
 import datasets
 import evaluate
 
-from cmim_hf.generation import fraction_novel
+from cmim_hf.generation.metrics import fraction_novel
 
 _DESCRIPTION = (
     "Fraction of the distinct valid generated molecules whose canonical SMILES is not in the reference "

@@ -9,7 +9,7 @@ import evaluate
 import numpy as np
 
 from cmim_hf.chem import parse_smiles
-from cmim_hf.generation import tanimoto_similarity
+from cmim_hf.generation.metrics import tanimoto_similarity
 
 _DESCRIPTION = (
     "Mean Tanimoto similarity of ECFP4 (Morgan radius 2, 2048 bits) fingerprints between each generated "

@@ -7,7 +7,7 @@ Load with ``evaluate.load("<path to this folder>")`` (no Hub access needed) or i
 import datasets
 import evaluate
 
-from cmim_hf.generation import fraction_unique
+from cmim_hf.generation.metrics import fraction_unique
 
 _DESCRIPTION = (
     "Number of distinct canonical SMILES among the valid generated SMILES divided by the number of valid "

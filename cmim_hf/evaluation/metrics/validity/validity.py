@@ -7,7 +7,7 @@ Load with ``evaluate.load("<path to this folder>")`` (no Hub access needed) or i
 import datasets
 import evaluate
 
-from cmim_hf.generation import fraction_valid
+from cmim_hf.generation.metrics import fraction_valid
 
 _DESCRIPTION = "Fraction of generated SMILES that RDKit parses and sanitises (empty strings are invalid)."
 _CITATION = "Polykovskiy et al., Molecular Sets (MOSES), Front. Pharmacol. 11, 2020."

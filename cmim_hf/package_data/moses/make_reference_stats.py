@@ -1,6 +1,6 @@
 """Regenerate the shipped statistics of MOSES' Test and TestSF sets used by the MOSES metrics.
 
-    python cmim_hf/data/moses/make_reference_stats.py [--n-jobs N] [--device cuda]
+    python cmim_hf/package_data/moses/make_reference_stats.py [--n-jobs N] [--device cuda]
 
 For each of ``moses_test.csv.gz`` and ``moses_test_scaffolds.csv.gz`` (next to this script) it writes
 ``<name>_stats.npz``: the mean and covariance of the ChemNet activations of the set's canonical SMILES

@@ -3,7 +3,7 @@
 `CMIMEmbedder` turns a list of SMILES, a pandas/`datasets` column, or a CSV/Parquet file into
 an (N, D) float32 array aligned 1:1 with the input rows. Inputs are processed in chunks:
 each chunk is validated with RDKit (optionally canonicalised), tokenized, sorted by length
-into batches (little padding), embedded with `cmim_hf.pipelines.compute_embeddings` and put
+into batches (little padding), embedded with `cmim_hf.models.cmim.pipelines.compute_embeddings` and put
 back in input order. `embed_file` streams a file to Parquet with flat memory and shards it
 across processes under `torchrun` / `accelerate launch`.
 
@@ -11,50 +11,46 @@ Invalid rows follow `on_invalid`: "raise" (the first one, with its row and reaso
 (kept as NaN rows and reported with a warning and in `EmbeddingResult.invalid`) or "skip"
 (dropped, and the kept row indices are returned). Rows are never silently dropped or shifted.
 
-Also here: `CMIMFeaturizer` (scikit-learn transformer) and `CMIMEmbedder.map_function`
-(for `datasets.Dataset.map(batched=True)`).
+Also here: `CMIMEmbedder.map_function` (for `datasets.Dataset.map(batched=True)`). Reading the
+input tables is :mod:`cmim_hf.io`; loading the model is :mod:`cmim_hf.checkpoints`.
 """
 
 import os
 import warnings
-import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
 from transformers import (
-    MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING,
-    AutoConfig,
-    AutoModel,
-    AutoModelForSeq2SeqLM,
-    AutoTokenizer,
     PreTrainedModel,
 )
 
-from . import chem
-from .chem import InvalidRow, InvalidSmilesError
-from .distributed import destroy_process_group_safely
-from .errors import InputError, one_line
-from .generation import TOKENIZER_FILES, CheckpointError, check_tokenizer_matches, load_weights_strictly
-from .outputs import check_output_path, commit_output, output_lock, partial_path
-from .pipelines import Source, compute_embeddings, is_cmim_model, validate_options
-from .pooling import LayerSpec, PoolingMode
-from .precision import autocast_to, resolve_compute_dtype
-from .tokenization_cmim import CMIMTokenizer
+from cmim_hf import chem
+from cmim_hf.checkpoints import load_model_and_tokenizer
+from cmim_hf.chem import InvalidRow, InvalidSmilesError
+from cmim_hf.distributed import destroy_process_group_safely
+from cmim_hf.io import (
+    count_rows,
+    file_schema,
+    file_smiles_column,
+    iter_file_tables,
+    iter_input_chunks,
+)
+from cmim_hf.models.cmim.pipelines import Source, compute_embeddings, is_cmim_model, validate_options
+from cmim_hf.models.cmim.pooling import LayerSpec, PoolingMode
+from cmim_hf.models.cmim.tokenization_cmim import CMIMTokenizer
+from cmim_hf.outputs import check_output_path, commit_output, output_lock, partial_path
+from cmim_hf.precision import autocast_to, resolve_compute_dtype
 
 InvalidPolicy = Literal["raise", "nan", "skip"]
 INVALID_POLICIES: tuple[str, ...] = ("raise", "nan", "skip")
-FILE_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".parquet", ".pq")
 _PROGRESS_MIN_ROWS = 2048
 
 
@@ -84,171 +80,6 @@ class _Chunk:
     valid: np.ndarray
     invalid: list[InvalidRow]
     carried: pa.Table | None = None  # the input's other columns for these rows (embed_file)
-
-
-def is_file_input(inputs: Any) -> bool:
-    """Whether `inputs` names a CSV/Parquet file (a Path, or a str ending in a known suffix)."""
-    if isinstance(inputs, os.PathLike):
-        return True
-    return isinstance(inputs, str) and inputs.lower().endswith(FILE_SUFFIXES)
-
-
-def _resolve_column(columns: Sequence[str], smiles_col: str | None, source: str) -> str:
-    """Pick the SMILES column: the given name, else the one named "smiles" in any case."""
-    if smiles_col is not None:
-        if smiles_col not in columns:
-            raise KeyError(f"column {smiles_col!r} not found in {source}; columns: {list(columns)}")
-        return smiles_col
-    matches = [c for c in columns if str(c).lower() == "smiles"]
-    if len(matches) != 1:
-        raise KeyError(
-            f"cannot tell which column of {source} holds SMILES (columns: {list(columns)}): pass smiles_col"
-        )
-    return matches[0]
-
-
-def _is_parquet(path: str | os.PathLike) -> bool:
-    return str(path).lower().endswith((".parquet", ".pq"))
-
-
-# What a damaged or mis-encoded input file raises part-way through (gzip, zlib, CSV, Parquet).
-_READ_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    EOFError,
-    zlib.error,
-    UnicodeDecodeError,
-    pd.errors.ParserError,
-    pa.ArrowException,
-)
-
-
-def file_smiles_column(path: str | os.PathLike, smiles_col: str | None) -> str:
-    """Check that `path` is a readable CSV/Parquet file and return its SMILES column's name."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"input file not found: {path}")
-    if not _is_parquet(path) and not path.name.lower().endswith((".csv", ".csv.gz")):
-        raise InputError(f"unsupported input file {path}: expected one of {FILE_SUFFIXES}")
-    return _resolve_column(list(_file_schema(path).names), smiles_col, str(path))
-
-
-def _file_schema(path: str | os.PathLike) -> pa.Schema:
-    """Column names and types of a Parquet file; of a CSV file, its header's names as strings.
-
-    Raises:
-        InputError: the file is damaged or not in its format, naming it.
-    """
-    try:
-        if _is_parquet(path):
-            return pq.ParquetFile(path).schema_arrow
-        return pa.schema([(str(name), pa.string()) for name in pd.read_csv(path, nrows=0).columns])
-    except _READ_ERRORS as err:
-        raise InputError(f"cannot read {path}: {one_line(err)}") from err
-
-
-def iter_file_tables(
-    path: str | os.PathLike, smiles_col: str | None, chunk_size: int, columns: Sequence[str] | None = None
-) -> Iterator[pa.Table]:
-    """Stream ``columns`` (default: all) of a CSV (optionally gzipped) or Parquet file in chunks of
-    ``chunk_size`` rows. CSV cells come back as strings exactly as written (the types of a stream
-    cannot be inferred once for all chunks); Parquet keeps its types.
-
-    Raises:
-        InputError: the file is damaged or not in its format, naming it and the first unread row.
-    """
-    column = file_smiles_column(path, smiles_col)
-    rows = 0
-    try:
-        if _is_parquet(path):
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size, columns=columns):
-                rows += batch.num_rows
-                yield pa.Table.from_batches([batch])
-            return
-        # blank lines are rows too (an empty SMILES, flagged): every data line keeps its index
-        frames = pd.read_csv(
-            path,
-            usecols=columns,
-            dtype=object,
-            chunksize=chunk_size,
-            skip_blank_lines=False,
-            keep_default_na=False,
-        )
-        for frame in frames:
-            frame[column] = frame[column].replace("", None)
-            rows += len(frame)
-            yield pa.Table.from_pandas(frame, preserve_index=False).cast(
-                pa.schema([(name, pa.string()) for name in frame.columns])
-            )
-    except _READ_ERRORS as err:
-        raise InputError(f"cannot read {path} after row {rows}: {one_line(err)}") from err
-
-
-def iter_file_chunks(path: str | os.PathLike, smiles_col: str | None, chunk_size: int) -> Iterator[list[Any]]:
-    """Stream the SMILES column of a CSV (optionally gzipped) or Parquet file in chunks."""
-    column = file_smiles_column(path, smiles_col)
-    for table in iter_file_tables(path, column, chunk_size, columns=[column]):
-        yield table.column(column).to_pylist()
-
-
-def iter_input_chunks(inputs: Any, smiles_col: str | None, chunk_size: int) -> Iterator[list[Any]]:
-    """Chunks of raw SMILES values from a file path, a DataFrame/Dataset, a column or any iterable."""
-    if is_file_input(inputs):
-        yield from iter_file_chunks(inputs, smiles_col, chunk_size)
-        return
-    if isinstance(inputs, str):
-        inputs = [inputs]
-    elif isinstance(inputs, pd.DataFrame):
-        inputs = inputs[_resolve_column(list(inputs.columns), smiles_col, "the DataFrame")]
-    elif hasattr(inputs, "column_names") and hasattr(inputs, "map"):  # datasets.Dataset
-        inputs = inputs[_resolve_column(inputs.column_names, smiles_col, "the Dataset")]
-    iterator = iter(inputs.tolist() if isinstance(inputs, (pd.Series, np.ndarray)) else inputs)
-    while chunk := list(islice(iterator, chunk_size)):
-        yield chunk
-
-
-def _count_rows(inputs: Any) -> int | None:
-    """Number of rows if cheaply known (sized inputs, Parquet metadata), else None."""
-    if is_file_input(inputs):
-        return pq.ParquetFile(inputs).metadata.num_rows if _is_parquet(inputs) else None
-    if isinstance(inputs, str):
-        return 1
-    return len(inputs) if hasattr(inputs, "__len__") else None
-
-
-def load_model_and_tokenizer(name_or_path: str | os.PathLike) -> tuple[PreTrainedModel, Any]:
-    """Load a seq2seq model (float32) and its tokenizer from a local folder or Hub id.
-
-    Raises:
-        CheckpointError: a config or weights that cannot be read, weights that do not fit the
-            config's architecture (:func:`cmim_hf.generation.load_weights_strictly`), no tokenizer
-            with the model, or one that does not match it
-            (:func:`cmim_hf.generation.check_tokenizer_matches`).
-    """
-    try:
-        config = AutoConfig.from_pretrained(name_or_path)
-    except (OSError, ValueError, KeyError) as err:
-        raise CheckpointError(f"cannot read the model config of {name_or_path}: {one_line(err)}") from None
-    # a seq2seq LM when the architecture has one, else its base encoder-decoder
-    model_class = (
-        AutoModelForSeq2SeqLM if type(config) in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING else AutoModel
-    )
-    model = load_weights_strictly(model_class, name_or_path, config=config, dtype=torch.float32)
-    folder = Path(name_or_path)
-    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        # AutoTokenizer would build a tokenizer with the shipped vocabulary: maybe not the model's
-        raise CheckpointError(
-            f"{folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)}): save the tokenizer with the model "
-            "(tokenizer.save_pretrained(folder))"
-        )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(
-            f"{name_or_path} has no usable tokenizer ({str(err).strip().splitlines()[0] if str(err).strip() else err!r}): "
-            "save it with the model (tokenizer.save_pretrained(folder))"
-        ) from None
-    check_tokenizer_matches(model, tokenizer, str(name_or_path))
-    return model, tokenizer
 
 
 def smiles_normalization_of(model: PreTrainedModel, normalize: bool | str) -> str:
@@ -302,7 +133,7 @@ class CMIMEmbedder:
             checkpoint folder / Hub id (loaded in float32 with its tokenizer).
         tokenizer: the tokenizer; defaults to the checkpoint's (or the shipped cMIM vocabulary).
         source, layers, pooling, include_latent: embedding options, see
-            `cmim_hf.pipelines.compute_embeddings` (defaults: informative decoder embedding,
+            `cmim_hf.models.cmim.pipelines.compute_embeddings` (defaults: informative decoder embedding,
             last layer, mean over real tokens, concatenated with mu for cMIM).
         batch_size: molecules per forward pass.
         device: torch device; default CUDA (this process's LOCAL_RANK) if available, else CPU.
@@ -479,7 +310,7 @@ class CMIMEmbedder:
     ) -> Iterator[_Chunk]:
         """Embedded chunks in input order (only every `world`-th chunk, from `rank`, when sharded).
         ``carry_columns`` (file inputs): each chunk also holds the file's other columns."""
-        total = _count_rows(inputs)
+        total = count_rows(inputs)
         show = self.progress if self.progress is not None else (total is None or total >= _PROGRESS_MIN_ROWS)
         if carry_columns:
             tables = iter_file_tables(inputs, smiles_col, self.chunk_size)
@@ -680,7 +511,7 @@ def _carried_name(name: str) -> str:
 
 def _carried_schema(path: str | os.PathLike, smiles_col: str) -> pa.Schema:
     """Schema of the columns of file ``path`` other than ``smiles_col`` (strings for CSV)."""
-    return pa.schema([field for field in _file_schema(path) if field.name != smiles_col])
+    return pa.schema([field for field in file_schema(path) if field.name != smiles_col])
 
 
 def _merge_shards(merged: Path, out_path: Path, world: int, schema: pa.Schema) -> None:
@@ -699,68 +530,3 @@ def read_embeddings(path: str | os.PathLike) -> np.ndarray:
     column = pq.read_table(path, columns=["embedding"]).column("embedding").combine_chunks()
     width = column.type.list_size
     return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, width).astype(np.float32, copy=False)
-
-
-class CMIMFeaturizer(TransformerMixin, BaseEstimator):
-    """scikit-learn transformer: SMILES -> (N, D) float32 embeddings, usable in a Pipeline.
-
-    Stateless (`fit` only loads the model). Invalid SMILES become NaN rows by default so that
-    rows stay aligned with `y`; follow with an imputer or drop them beforehand.
-
-    Args: as `CMIMEmbedder`; `model` is best a checkpoint path (cheap to clone).
-    """
-
-    def __init__(
-        self,
-        model: str | os.PathLike | PreTrainedModel,
-        tokenizer: Any | None = None,
-        source: Source = "decoder",
-        layers: LayerSpec = "last",
-        pooling: PoolingMode = "mean",
-        include_latent: bool | None = None,
-        batch_size: int = 256,
-        device: str | None = None,
-        normalize: bool | str = True,
-        on_invalid: Literal["raise", "nan"] = "nan",
-        smiles_col: str | None = None,
-    ) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.source = source
-        self.layers = layers
-        self.pooling = pooling
-        self.include_latent = include_latent
-        self.batch_size = batch_size
-        self.device = device
-        self.normalize = normalize
-        self.on_invalid = on_invalid
-        self.smiles_col = smiles_col
-
-    def fit(self, X: Any, y: Any = None) -> "CMIMFeaturizer":
-        """Load the model; nothing is learned."""
-        if self.on_invalid not in ("raise", "nan"):
-            raise ValueError("CMIMFeaturizer keeps rows aligned: on_invalid must be 'raise' or 'nan'")
-        self.embedder_ = CMIMEmbedder(
-            self.model,
-            tokenizer=self.tokenizer,
-            source=self.source,
-            layers=self.layers,
-            pooling=self.pooling,
-            include_latent=self.include_latent,
-            batch_size=self.batch_size,
-            device=self.device,
-            normalize=self.normalize,
-            on_invalid=self.on_invalid,
-            progress=False,
-        )
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        """(N,) SMILES (list, array, Series or one-column DataFrame) -> (N, D) float32."""
-        if not hasattr(self, "embedder_"):
-            self.fit(X)
-        if isinstance(X, np.ndarray) and X.ndim == 2:
-            X = X[:, 0]
-        if isinstance(X, pd.DataFrame) and self.smiles_col is None and X.shape[1] == 1:
-            X = X.iloc[:, 0]
-        return self.embedder_.embed(X, smiles_col=self.smiles_col)
