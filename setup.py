@@ -38,7 +38,13 @@ setup(
     keywords=["cmim", "mutual information machine", "molecules", "smiles", "transformers", "chemistry"],
     packages=find_packages(include=["cmim_hf", "cmim_hf.*"]),
     package_data={
-        "cmim_hf": ["package_data/**/*", "models/cmim/*.json", "pretrained/**/*", "templates/*", "evaluation/metrics/**/*"]
+        "cmim_hf": [
+            "package_data/**/*",
+            "models/cmim/*.json",
+            "pretrained/**/*",
+            "templates/*",
+            "evaluation/metrics/**/*",
+        ]
     },
     include_package_data=True,
     python_requires=">=3.10",

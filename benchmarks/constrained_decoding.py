@@ -46,7 +46,9 @@ from cmim_hf.generation import (
 from cmim_hf.generation.grammar import SmilesGrammarLogitsProcessor
 from cmim_hf.models.cmim.tokenization_cmim import split_smiles
 
-MOSES_SAMPLE = Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+MOSES_SAMPLE = (
+    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+)
 FAILURE_KINDS = ("syntax", "kekulization", "valence", "aromaticity", "other")
 
 

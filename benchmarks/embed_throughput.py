@@ -36,7 +36,9 @@ from cmim_hf.chem import ecfp4
 from cmim_hf.embedding import CMIMEmbedder
 from cmim_hf.models.cmim.pipelines import InformativeFeatureExtractionPipeline
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+DEFAULT_DATA = (
+    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+)
 
 
 def build_model(args: argparse.Namespace) -> tuple[torch.nn.Module, object]:

@@ -43,8 +43,8 @@ def child(command: str, n: int, decoder: str, model: str) -> dict:
     """Run one command in this process; its peak RSS in MiB and wall time."""
     import pandas as pd
 
-    from cmim_hf.generation import sampling
     from cmim_hf.cli import main
+    from cmim_hf.generation import sampling
 
     if decoder == "lookup":
         pool = pd.read_csv(MOLECULES)["SMILES"].tolist()

@@ -56,7 +56,9 @@ from transformers import BartConfig, BartForConditionalGeneration
 from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+DEFAULT_DATA = (
+    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+)
 TARGET_RATIO = 0.95
 
 Batch = dict[str, torch.Tensor]

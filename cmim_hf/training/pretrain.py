@@ -279,7 +279,10 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         "shards, e.g. 'corpus/part-*.parquet'",
     )
     data.add_argument("--eval-file", help="held-out SMILES for reconstruction accuracy (same formats)")
-    data.add_argument("--smiles-column", help="SMILES column of CSV/Parquet files (default: the one named smiles, else mol, in any case)")
+    data.add_argument(
+        "--smiles-column",
+        help="SMILES column of CSV/Parquet files (default: the one named smiles, else mol, in any case)",
+    )
     data.add_argument("--max-train-samples", type=int, help="use only the first N training molecules")
     data.add_argument(
         "--max-eval-samples", type=int, default=2000, help="use only the first N held-out molecules"
