@@ -2,12 +2,15 @@
 
 An :class:`InputError` is a failure caused by what the user gave: a file, a column, an option, a
 checkpoint. Every such error of the package derives from it (and from ``ValueError``, so library
-callers can keep catching that). The ``cmim`` entry point prints ``cmim <command>: error: <message>``
-for these and for missing or unreadable paths, and exits 2; anything else is a bug and keeps its
-traceback (exit 1). A full disk, a read-only file system or a quota is the user's environment, not
-a bug: one line and exit 2 too. SIGINT and SIGTERM end a command with ``cmim <command>: interrupted``
-and the shell's codes 130 and 143, after every ``finally`` (temporary files removed) has run. This
-module imports nothing heavy: the entry point reads it on every failure.
+callers can keep catching that); :class:`UsageError` is the one for option values and combinations.
+The commands raise; :func:`run_with_error_boundary`, through which the ``cmim`` entry point runs
+every subcommand, is the only place that catches and prints. It prints ``cmim <command>: error:
+<message>`` for input errors and for missing or unreadable paths, and exits 2; anything else is a
+bug and keeps its traceback (exit 1). A ``ValueError`` that is not an :class:`InputError` is a bug
+too. A full disk, a read-only file system or a quota is the user's environment, not a bug: one
+line and exit 2 too. SIGINT and SIGTERM end a command with ``cmim <command>: interrupted`` and the
+shell's codes 130 and 143, after every ``finally`` (temporary files removed) has run. This module
+imports nothing heavy: the entry point reads it on every run.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 __all__ = [
     "InputError",
     "Interrupted",
+    "UsageError",
     "is_input_error",
     "one_line",
     "raise_interrupted",
@@ -51,6 +55,10 @@ _ENVIRONMENT_WORDS = {
 
 class InputError(ValueError):
     """A failure caused by the user's file, column, option or checkpoint (the message names it)."""
+
+
+class UsageError(InputError):
+    """An option value or a combination of options that cannot work (the message names the options)."""
 
 
 class Interrupted(KeyboardInterrupt):

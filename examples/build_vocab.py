@@ -1,9 +1,10 @@
-"""Build the SMILES vocabulary shipped as `cmim_hf/vocab.json`.
+"""Build the SMILES vocabulary shipped as `cmim_hf/models/cmim/vocab.json`.
 
-Reads the MOSES training corpus and the nine MoleculeNet files, counts atom-level tokens with
+Reads the MOSES training corpus (`train.csv.gz` of the MOSES data set, not in this repository) and
+the MoleculeNet files shipped in `cmim_hf/package_data/moleculenet`, counts atom-level tokens with
 `cmim_hf.models.cmim.tokenization_cmim.build_vocab`, and writes the token -> id JSON.
 
-    python examples/build_vocab.py                       # shipped defaults
+    python examples/build_vocab.py --moses moses_train.csv.gz       # over the shipped vocabulary
     python examples/build_vocab.py --moses other.csv.gz --output /tmp/vocab.json
 """
 
@@ -19,9 +20,8 @@ from pathlib import Path
 from cmim_hf.models.cmim.tokenization_cmim import SPECIAL_TOKENS, build_vocab, split_smiles
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MOSES = REPO.parent / "shared" / "data" / "pretrain" / "moses_train.csv.gz"
 DEFAULT_MOLECULENET = REPO / "cmim_hf" / "package_data" / "moleculenet"
-DEFAULT_OUTPUT = REPO / "cmim_hf" / "vocab.json"
+DEFAULT_OUTPUT = REPO / "cmim_hf" / "models" / "cmim" / "vocab.json"
 SMILES_COLUMNS = ("smiles", "SMILES", "mol")  # bace.csv names its SMILES column "mol"
 
 
@@ -40,9 +40,7 @@ def read_smiles(path: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--moses", type=Path, default=DEFAULT_MOSES, help="MOSES train CSV(.gz), column SMILES"
-    )
+    parser.add_argument("--moses", type=Path, required=True, help="MOSES train CSV(.gz), column SMILES")
     parser.add_argument("--moleculenet-dir", type=Path, default=DEFAULT_MOLECULENET, help="folder of *.csv")
     parser.add_argument("--min-frequency", type=int, default=1)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)

@@ -1,4 +1,5 @@
-"""Fine-tune a cMIM checkpoint on MoleculeNet or your CSV; same options as ``cmim finetune --help``.
+"""Fine-tune a cMIM checkpoint on MoleculeNet or your CSV: ``cmim finetune`` (same options, see
+``cmim finetune --help``).
 
 Examples:
 
@@ -17,7 +18,7 @@ Writes ``results.json`` / ``results.md`` in the ``cmim benchmark`` format (probe
 
 import sys
 
-from cmim_hf.training.finetune import main
+from cmim_hf.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["finetune", *sys.argv[1:]]))

@@ -86,13 +86,10 @@ def exact_match(trainer: Seq2SeqTrainer, dataset, tokenizer, targets: list[str])
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.out.exists() and any(args.out.iterdir()):
-        if not args.overwrite:
-            print(
-                f"error: {args.out} exists and is not empty; pass --overwrite to replace it", file=sys.stderr
-            )
-            return 2
-        shutil.rmtree(args.out)
+    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
+        print(f"error: {args.out} exists and is not empty; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    shutil.rmtree(args.out, ignore_errors=True)
     RDLogger.DisableLog("rdApp.*")
     smiles = pd.read_csv(args.data)[args.smiles_col].astype(str).tolist()
     needed = args.train_molecules + args.eval_molecules

@@ -1,10 +1,9 @@
-"""Pre-train cMIM on a SMILES corpus; same options as ``cmim pretrain --help``.
+"""Pre-train cMIM on a SMILES corpus: ``cmim pretrain`` (same options, see ``cmim pretrain --help``).
 
-Example (CPU, small model, MOSES corpus from the shared data folder):
+Example (CPU, small model; any CSV/Parquet/SMI corpus with a SMILES column):
 
-    python examples/pretrain.py --train-file ../shared/data/pretrain/moses_train.csv.gz \
-        --eval-file ../shared/data/pretrain/moses_test.csv.gz --output-dir runs/cmim-small \
-        --objective cmim --max-steps 20000 --batch-size 128
+    python examples/pretrain.py --train-file moses_train.csv.gz --eval-file moses_test.csv.gz \
+        --output-dir runs/cmim-small --objective cmim --max-steps 20000 --batch-size 128
 
 Multi-process: ``torchrun --nproc_per_node 2 examples/pretrain.py ...`` or
 ``accelerate launch examples/pretrain.py ...`` (no code change).
@@ -12,7 +11,7 @@ Multi-process: ``torchrun --nproc_per_node 2 examples/pretrain.py ...`` or
 
 import sys
 
-from cmim_hf.training.pretrain import main
+from cmim_hf.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["pretrain", *sys.argv[1:]]))

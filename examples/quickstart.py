@@ -59,13 +59,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args()
-    if args.out.exists() and any(args.out.iterdir()):
-        if not args.overwrite:
-            print(
-                f"error: {args.out} exists and is not empty; pass --overwrite to replace it", file=sys.stderr
-            )
-            return 2
-        shutil.rmtree(args.out)
+    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
+        print(f"error: {args.out} exists and is not empty; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
     model_dir = cmim_hf.DEFAULT_CHECKPOINT
     print(f"model: {model_dir} (the pretrained checkpoint shipped in the package)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -18,6 +17,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from cmim_hf.cli import main
+from cmim_hf.cli.benchmark import featurizers_from_args
 from cmim_hf.evaluation import (
     FeaturizerError,
     FeaturizerRuntimeError,
@@ -30,7 +31,6 @@ from cmim_hf.evaluation import (
     resolve_featurizer,
     run_benchmark,
 )
-from cmim_hf.evaluation.cli import add_benchmark_arguments, run_benchmark_command
 from cmim_hf.evaluation.metrics import PRAUC, RMSE
 from cmim_hf.evaluation.tasks import DataError, MoleculeTask, load_table_task, load_task
 
@@ -251,8 +251,7 @@ def test_run_benchmark_rejects_bad_config() -> None:
 
 
 def _cli(argv: list[str]) -> int:
-    parser = add_benchmark_arguments(argparse.ArgumentParser())
-    return run_benchmark_command(parser.parse_args(argv))
+    return main(["benchmark", *argv])
 
 
 def test_cli_runs_on_user_csv(
@@ -309,8 +308,6 @@ def test_harness_end_to_end_with_a_tiny_random_cmim_checkpoint(tmp_path: Path) -
     CMIMForConditionalGeneration(tiny_config()).save_pretrained(checkpoint)
     CMIMTokenizer().save_pretrained(checkpoint)
     out = tmp_path / "report"
-    parser = argparse.ArgumentParser()
-    add_benchmark_arguments(parser)
     argv = [
         "--model",
         "ecfp4",
@@ -334,7 +331,7 @@ def test_harness_end_to_end_with_a_tiny_random_cmim_checkpoint(tmp_path: Path) -
         str(out),
     ]
     argv += ["--no-progress"]
-    assert run_benchmark_command(parser.parse_args(argv)) == 0
+    assert _cli(argv) == 0
 
     results = json.loads((out / "results.json").read_text())
     assert len(results["featurizers"]) == 3
@@ -351,7 +348,7 @@ def test_cmim_featurizer_keeps_too_long_molecules_as_nan_rows(tmp_path: Path) ->
     from helpers import tiny_config
 
     from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
-    from cmim_hf.evaluation.featurizers import CMIMFeaturizer, featurize
+    from cmim_hf.evaluation.featurizers import CheckpointFeaturizer, featurize
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "short"
@@ -359,15 +356,13 @@ def test_cmim_featurizer_keeps_too_long_molecules_as_nan_rows(tmp_path: Path) ->
     CMIMTokenizer().save_pretrained(checkpoint)
     smiles = ["CCO", "C" * 40, "c1ccccc1"]
     with pytest.warns(UserWarning, match=r"1 invalid SMILES kept as NaN rows: row 1 .*too long"):
-        X = featurize(CMIMFeaturizer(checkpoint, embedding="latent"), smiles)
+        X = featurize(CheckpointFeaturizer(checkpoint, embedding="latent"), smiles)
     assert X.shape == (3, 32)
     assert np.isnan(X[1]).all() and np.isfinite(X[[0, 2]]).all()
 
 
 def test_shipped_is_the_short_name_of_the_shipped_checkpoint() -> None:
-    from cmim_hf.evaluation.cli import _featurizers
-
-    featurizers = _featurizers(["shipped", "ecfp4"], ["informative", "latent"], 8)
+    featurizers = featurizers_from_args(["shipped", "ecfp4"], ["informative", "latent"], 8)
     assert list(featurizers) == ["shipped[informative]", "shipped[latent]", "ecfp4"]
 
 

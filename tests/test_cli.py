@@ -27,7 +27,9 @@ def runs(tmp_path_factory) -> dict:
     pd.DataFrame({"smiles": [*SMILES, "C1CC"], "y": range(len(SMILES) + 1)}).to_csv(
         root / "in.csv", index=False
     )
-    with open(cmim_hf.__file__.replace("__init__.py", "data/moses/moses_test_first5000.csv")) as source:
+    with open(
+        cmim_hf.__file__.replace("__init__.py", "package_data/moses/moses_test_first5000.csv")
+    ) as source:
         (root / "corpus.csv").write_text("".join(line for _, line in zip(range(41), source)))
     tiny = ["--hidden-size", "32", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "64"]
     tiny += ["--num-attention-heads", "2", "--batch-size", "8", "--max-length", "64"]

@@ -249,12 +249,12 @@ def test_overwrite_replaces_an_earlier_run(command: str, tmp_path: Path, checkpo
 
 
 def test_a_bug_keeps_its_traceback_and_exits_1(monkeypatch, capsys) -> None:
-    from cmim_hf import generation_cli
+    from cmim_hf.cli import sample
 
     def broken(args) -> int:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(generation_cli, "run_sample_command", broken)
+    monkeypatch.setattr(sample, "run", broken)
     code, err = _run(["sample", "-n", "1", "-o", "x.csv"], capsys)
     assert code == 1
     assert "Traceback" in err and "ZeroDivisionError: a bug" in err and "cmim sample: unexpected error" in err

@@ -1,4 +1,4 @@
-"""cmim_hf.training.finetune: the stock-Trainer fine-tuning script end to end on a tiny model, the harness's
+"""cmim_hf.training.finetune and `cmim finetune`: stock-Trainer fine-tuning end to end on a tiny model, the harness's
 splits, invalid-row handling and JSON format, target scaling, merging with benchmark results."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 from helpers import SMILES, tiny_config
 
 from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
+from cmim_hf.cli import main as cmim
 from cmim_hf.evaluation import run_benchmark
 from cmim_hf.evaluation.tasks import DataError, load_table_task, load_task, make_split
 from cmim_hf.models.cmim.modeling_cmim import CMIMForSequenceClassification
@@ -22,9 +23,13 @@ from cmim_hf.training.finetune import (
     _fold_target_scaling,
     finetune,
     load_results,
-    main,
     merge_results,
 )
+
+
+def main(argv: list[str]) -> int:
+    return cmim(["finetune", *argv])
+
 
 FAST = ["--epochs", "2", "--batch-size", "16", "--no-plots"]
 

@@ -15,7 +15,10 @@ from helpers import SMILES, assert_one_line_error, start_cmim, tiny_config
 from rdkit import Chem
 
 import cmim_hf
-from cmim_hf import generation, generation_cli
+from cmim_hf import generation
+from cmim_hf.cli import command_module, generate, main
+from cmim_hf.cli.optimize import resolve_score
+from cmim_hf.errors import UsageError
 
 INVALID = "C1CC"
 TOO_LONG = "C" * 40  # more tokens than the tiny model's 32 positions
@@ -63,16 +66,10 @@ def console(workdir: Path) -> dict[str, subprocess.CompletedProcess]:
     return finished
 
 
-def parse(add_arguments, argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(argv)
-
-
 def test_help_explains_every_option() -> None:
     for name in ("sample", "reconstruct", "optimize", "interpolate", "fit_prior"):
         parser = argparse.ArgumentParser(prog=f"cmim {name}")
-        getattr(generation_cli, f"add_{name}_arguments")(parser)
+        command_module(name).add_arguments(parser)
         text = parser.format_help()
         for action in parser._actions:
             assert action.help, f"{name}: {action.dest} has no help"
@@ -165,7 +162,8 @@ def test_broken_checkpoint_through_the_console_script(console) -> None:
 
 
 def test_missing_file_and_column_in_process(workdir: Path, capsys) -> None:
-    """Exit codes of the functions the console script dispatches to (a subprocess each would be slow)."""
+    """Exit codes of the entry point the console script runs, in this process (a subprocess each
+    would be slow)."""
     model = ["--model", str(workdir / "ckpt")]
     for name in ("reconstruct", "optimize"):
         code, err = run_in_process(name, [str(workdir / "nope.csv"), "-o", "out.csv", *model], capsys)
@@ -180,8 +178,7 @@ def test_missing_file_and_column_in_process(workdir: Path, capsys) -> None:
 
 
 def run_in_process(name: str, argv: list[str], capsys) -> tuple[int, str]:
-    args = parse(getattr(generation_cli, f"add_{name}_arguments"), argv)
-    code = getattr(generation_cli, f"run_{name}_command")(args)
+    code = main([name.replace("_", "-"), *argv])
     return code, capsys.readouterr().err
 
 
@@ -224,11 +221,11 @@ def test_usage_errors_in_process(workdir: Path, tmp_path: Path, capsys) -> None:
 
 def test_score_from_a_python_file(workdir: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "my_score.py").write_text("def length(smiles):\n    return float(len(smiles))\n")
-    assert generation_cli.resolve_score(f"{tmp_path / 'my_score.py'}:length")("CCO") == 3.0
-    assert generation_cli.resolve_score("math:sqrt") is __import__("math").sqrt
+    assert resolve_score(f"{tmp_path / 'my_score.py'}:length")("CCO") == 3.0
+    assert resolve_score("math:sqrt") is __import__("math").sqrt
     for spec, message in ((f"{tmp_path / 'nope.py'}:f", "not found"), ("math:nope", "no function")):
-        with pytest.raises(generation_cli.UsageError, match=message):
-            generation_cli.resolve_score(spec)
+        with pytest.raises(UsageError, match=message):
+            resolve_score(spec)
 
 
 def test_a_broken_score_file_is_one_line_naming_the_file_and_line(
@@ -264,9 +261,9 @@ def test_records_written_batch_by_batch_are_the_one_write_file(tmp_path: Path, s
         if suffix == ".csv":
             pd.DataFrame.from_records(rows, columns=columns).convert_dtypes().to_csv(once, index=False)
         else:
-            payload = generation_cli._jsonable({"summary": summary, "molecules": rows})
+            payload = generate.jsonable({"summary": summary, "molecules": rows})
             once.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        with generation_cli._record_output(tmp_path / f"streamed{suffix}", columns) as out:
+        with generate.record_output(tmp_path / f"streamed{suffix}", columns) as out:
             out.write(rows[:1])
             out.write(rows[1:])
             out.summary = summary

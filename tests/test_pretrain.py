@@ -1,4 +1,4 @@
-"""End-to-end tests of the pre-training script on a tiny model (cmim_hf.training.pretrain)."""
+"""End-to-end tests of `cmim pretrain` on a tiny model (cmim_hf.cli.pretrain, cmim_hf.training.pretrain)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from cmim_hf import CMIMForConditionalGeneration
+from cmim_hf.cli import main as cmim
 from cmim_hf.generation import AggregatePosterior
 from cmim_hf.training.corpus import CorpusError, load_smiles_corpus
-from cmim_hf.training.pretrain import main
 
 MOSES = (
     Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
@@ -25,6 +25,10 @@ def write_corpus(path: Path, n: int, extra: list[str]) -> Path:
         rows = [line.strip() for line in source][1 : n + 1]
     path.write_text("SMILES\n" + "\n".join(rows[: n // 2] + extra + rows[n // 2 :]) + "\n")
     return path
+
+
+def main(argv: list[str]) -> int:
+    return cmim(["pretrain", *argv])
 
 
 TINY = ["--hidden-size", "32", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "64"]

@@ -30,7 +30,6 @@ Missing labels (NaN) stay NaN and are masked out of the loss.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -53,17 +52,17 @@ from transformers import (
     set_seed,
 )
 
-from cmim_hf import DEFAULT_CHECKPOINT, resolve_checkpoint
-from cmim_hf.checkpoints import check_checkpoint_folder, load_weights_strictly
-from cmim_hf.errors import InputError, one_line, run_with_error_boundary
+from cmim_hf.checkpoints import CheckpointError, check_checkpoint_folder, load_weights_strictly
+from cmim_hf.cli._legacy import command_main
+from cmim_hf.errors import one_line
 from cmim_hf.evaluation.benchmark import (
     BenchmarkResults,
     as_seed_list,
     fold_record,
     prepare_tasks,
     skip_reason,
+    task_record,
 )
-from cmim_hf.evaluation.cli import tasks_from_args
 from cmim_hf.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metric
 from cmim_hf.evaluation.reports import RESULT_FILES, plot_parity, summarize, write_reports
 from cmim_hf.evaluation.tasks import (
@@ -77,19 +76,16 @@ from cmim_hf.evaluation.tasks import (
 )
 from cmim_hf.models.cmim.configuration_cmim import CLASSIFIER_FEATURES
 from cmim_hf.models.cmim.modeling_cmim import CMIMForSequenceClassification
-from cmim_hf.outputs import check_output_folder
 
 __all__ = [
     "FINETUNE_PROBE",
     "FinetuneSettings",
     "MoleculeLabelCollator",
-    "add_finetune_arguments",
     "finetune",
     "finetune_split",
     "load_results",
     "merge_results",
     "problem_type_for",
-    "run_finetune_command",
     "write_reports",
 ]
 
@@ -171,7 +167,22 @@ def _load_tokenizer(model_name_or_path: str | Path) -> PreTrainedTokenizerBase:
     fallback to the shipped vocabulary)."""
     if Path(model_name_or_path).is_dir():
         check_checkpoint_folder(model_name_or_path)
-    return AutoTokenizer.from_pretrained(model_name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(model_name_or_path)
+    except (OSError, ValueError, KeyError) as err:  # a Hub id that does not load, a config it cannot read
+        raise CheckpointError(
+            f"cannot load the tokenizer from {model_name_or_path}: {one_line(err)}"
+        ) from None
+
+
+def _load_config(model_name_or_path: str | Path) -> Any:
+    """The checkpoint's config (:class:`CheckpointError` naming it if it does not load)."""
+    try:
+        return AutoConfig.from_pretrained(model_name_or_path)
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(
+            f"cannot read the model config of {model_name_or_path}: {one_line(err)}"
+        ) from None
 
 
 def _load_model(
@@ -179,7 +190,7 @@ def _load_model(
 ) -> CMIMForSequenceClassification:
     """A cMIM checkpoint with a fresh head for ``task`` (float32)."""
     problem_type, num_labels = problem_type_for(task)
-    config = AutoConfig.from_pretrained(model_name_or_path)
+    config = _load_config(model_name_or_path)
     if getattr(config, "model_type", None) != "cmim":
         raise DataError(f"{model_name_or_path} is not a cMIM checkpoint (model_type {config.model_type!r})")
     config.num_labels = num_labels
@@ -434,7 +445,8 @@ def finetune(
         :class:`~cmim_hf.evaluation.benchmark.BenchmarkResults` with probe ``"finetune"``.
 
     Raises:
-        DataError: bad split, seeds, settings, task or checkpoint.
+        DataError: bad split, seeds, settings or task, or a checkpoint that is not a cMIM model.
+        CheckpointError: a checkpoint that is missing, damaged or does not load.
     """
     settings = settings or FinetuneSettings()
     seed_list = as_seed_list(seeds)
@@ -443,7 +455,7 @@ def finetune(
     if save_models and out_dir is None:
         raise DataError("save_models needs out_dir")
     tokenizer = _load_tokenizer(model_name_or_path)
-    max_length = int(AutoConfig.from_pretrained(model_name_or_path).max_position_embeddings)
+    max_length = int(_load_config(model_name_or_path).max_position_embeddings)
     prepared = prepare_tasks(tasks, max_molecules, data_dir)
     featurizer = f"{Path(str(model_name_or_path)).name}[{settings.classifier_features}]"
     config = {
@@ -468,15 +480,7 @@ def finetune(
     files: dict[str, Any] = {"parity": {}, "pca": {}, "models": {}}
     for task, invalid in prepared:
         token_ids, too_long = _tokenize(task, tokenizer, max_length)
-        task_info[task.name] = {
-            "task_type": task.task_type,
-            "source": task.source,
-            "label_names": task.label_names,
-            "n_valid": len(task),
-            "n_invalid": len(invalid),
-            "invalid_rows": invalid,
-            "too_long_rows": too_long,
-        }
+        task_info[task.name] = {**task_record(task, invalid), "too_long_rows": too_long}
         keys = None if split == "random" else np.asarray(scaffold_keys(task.smiles), dtype=object)
         task_start = time.perf_counter()
         pooled_true: list[np.ndarray] = []
@@ -586,123 +590,8 @@ def merge_results(*results: BenchmarkResults) -> BenchmarkResults:
     return BenchmarkResults(config, tasks, featurizers, folds, summarize(folds), {})
 
 
-# ----------------------------------------------------------------------------- command line
-
-
-def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``cmim finetune`` options to ``parser`` (and return it)."""
-    defaults = FinetuneSettings()
-    parser.add_argument(
-        "--model", default=DEFAULT_CHECKPOINT, type=resolve_checkpoint, metavar="PATH|shipped",
-        help="cMIM checkpoint folder or Hub id, or 'shipped' (default: the checkpoint shipped in cmim_hf/pretrained)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--tasks", action="append", metavar="T1,T2",
-        help="built-in tasks (default: esol,freesolv,lipo, or none with --csv)",
-    )  # fmt: skip
-    parser.add_argument("--csv", type=Path, metavar="PATH", help="your own CSV or Parquet file as a task")
-    parser.add_argument("--smiles-col", default="smiles", help="SMILES column of --csv")
-    parser.add_argument(
-        "--label-col", action="append", metavar="COL", help="label column of --csv; repeat for multi-task"
-    )
-    parser.add_argument("--task", choices=("regression", "classification"), help="task type of --csv")
-    parser.add_argument("--task-name", help="name of the --csv task in reports (default: file stem)")
-    parser.add_argument(
-        "--split", choices=SPLIT_KINDS, default="random", help="how each task is split into train/valid/test"
-    )
-    parser.add_argument(
-        "--seeds", type=int, default=3, help="number of seeds 0..N-1 (a split and a run each)"
-    )
-    parser.add_argument(
-        "--features", choices=CLASSIFIER_FEATURES, default=defaults.classifier_features,
-        help="what the head reads: mu + pooled decoder states, or mu only",
-    )  # fmt: skip
-    parser.add_argument(
-        "--classifier-dropout", type=float, help="head dropout (default: the model's dropout)"
-    )
-    parser.add_argument(
-        "--learning-rate", type=float, default=defaults.learning_rate, help="peak AdamW learning rate"
-    )
-    parser.add_argument(
-        "--weight-decay", type=float, default=defaults.weight_decay, help="AdamW weight decay"
-    )
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="molecules per step")
-    parser.add_argument(
-        "--patience",
-        type=int,
-        default=defaults.patience,
-        help="early stopping: epochs without a better valid loss",
-    )
-    parser.add_argument(
-        "--warmup-ratio",
-        type=float,
-        default=defaults.warmup_ratio,
-        help="fraction of the steps spent warming up the learning rate",
-    )
-    parser.add_argument("--out", type=Path, default=Path("runs/finetune"), help="output folder")
-    parser.add_argument("--max-molecules", type=int, help="seeded subsample of each task (quick runs)")
-    parser.add_argument(
-        "--data-dir", type=Path, help="folder of the MoleculeNet files (default: shipped copy)"
-    )
-    parser.add_argument(
-        "--compare", action="append", type=Path, metavar="RESULTS_JSON",
-        help="a `cmim benchmark` results.json to show beside the fine-tuned rows (comparison.md/json)",
-    )  # fmt: skip
-    parser.add_argument("--save-model", action="store_true", help="save each fine-tuned model to OUT/models/")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace the results of an earlier run in --out"
-    )
-    parser.add_argument("--no-plots", action="store_true", help="skip the parity plots")
-    parser.add_argument("--progress", action="store_true", help="show the Trainer's progress bars")
-    return parser
-
-
-def run_finetune_command(args: argparse.Namespace) -> int:
-    """Run ``cmim finetune`` from parsed arguments; returns the exit code (0 ok, 2 usage/data error)."""
-    try:
-        check_output_folder(args.out, FINETUNE_OUTPUTS, overwrite=args.overwrite)
-        settings = FinetuneSettings(
-            classifier_features=args.features,
-            classifier_dropout=args.classifier_dropout,
-            learning_rate=args.learning_rate,
-            weight_decay=args.weight_decay,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            patience=args.patience,
-            warmup_ratio=args.warmup_ratio,
-        )
-        compared = [load_results(path) for path in args.compare or []]
-        results = finetune(
-            args.model,
-            tasks_from_args(args),
-            split=args.split,
-            seeds=args.seeds,
-            settings=settings,
-            out_dir=args.out,
-            max_molecules=args.max_molecules,
-            data_dir=args.data_dir,
-            save_models=args.save_model,
-            plots=not args.no_plots,
-            progress=args.progress,
-        )
-        report = Path(results.files["markdown"])
-        if compared:
-            comparison = merge_results(*compared, results)
-            write_reports(comparison, args.out, stem="comparison")
-            report = Path(comparison.files["markdown"])
-    except (InputError, OSError) as err:  # data, checkpoint or output; an unloadable model
-        print(f"cmim finetune: error: {one_line(err)}", file=sys.stderr)
-        return 2
-    print(report.read_text(encoding="utf-8"))
-    print(f"wrote {results.files['json']} and {report}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m cmim_hf.training.finetune ...``."""
-    parser = add_finetune_arguments(argparse.ArgumentParser(prog="cmim finetune", description=__doc__))
-    return run_with_error_boundary("finetune", run_finetune_command, parser.parse_args(argv))
+main = command_main("finetune", old=f"{__name__}.main")
+"""``cmim finetune`` with ``argv`` (default: ``sys.argv[1:]``); kept for 0.2 only (see CHANGELOG)."""
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ import torch
 from transformers import TrainerCallback, set_seed
 
 from cmim_hf.checkpoints import CheckpointError
-from cmim_hf.chem import SMILES_NORMALIZATIONS
+from cmim_hf.cli._legacy import command_main
 from cmim_hf.distributed import leave_process_group
-from cmim_hf.errors import InputError, Interrupted, one_line, run_with_error_boundary
+from cmim_hf.errors import InputError, Interrupted
 from cmim_hf.generation.sampling import fit_aggregate_posterior
 from cmim_hf.models.cmim.configuration_cmim import CMIMConfig
 from cmim_hf.models.cmim.modeling_cmim import CMIMForConditionalGeneration
@@ -49,7 +49,6 @@ from cmim_hf.training.streaming import (
     reported_rows,
 )
 from cmim_hf.training.trainer import (
-    OBJECTIVES,
     CMIMDataCollator,
     CMIMTrainer,
     CMIMTrainingArguments,
@@ -108,7 +107,7 @@ def check_run_inputs(args: argparse.Namespace) -> None:
         if value := inputs[option]:
             files = corpus_shards(value)
             if files[0].suffix != ".smi":
-                corpus_smiles_column(files, args.smiles_column)
+                corpus_smiles_column(files, args.smiles_col)
     init_from = Path(args.init_from).expanduser() if args.init_from else None
     looks_local = init_from and (init_from.exists() or args.init_from.startswith((".", "/", "~")))
     if looks_local and not (init_from / "config.json").is_file():
@@ -269,191 +268,19 @@ def mean_logged_loss(log_history: list[dict[str, Any]]) -> float | None:
     return total / previous if previous else None
 
 
-def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``cmim pretrain``."""
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--train-file",
-        required=True,
-        help="SMILES corpus: .csv, .csv.gz, .parquet or .smi; with --streaming also a quoted glob of "
-        "shards, e.g. 'corpus/part-*.parquet'",
-    )
-    data.add_argument("--eval-file", help="held-out SMILES for reconstruction accuracy (same formats)")
-    data.add_argument(
-        "--smiles-column",
-        help="SMILES column of CSV/Parquet files (default: the one named smiles, else mol, in any case)",
-    )
-    data.add_argument("--max-train-samples", type=int, help="use only the first N training molecules")
-    data.add_argument(
-        "--max-eval-samples", type=int, default=2000, help="use only the first N held-out molecules"
-    )
-    data.add_argument("--num-proc", type=int, help="processes for tokenization")
-    data.add_argument(
-        "--streaming",
-        action="store_true",
-        help="read, validate and tokenize the corpus on the fly (any size; memory and start-up do not "
-        "grow with it) instead of all of it before the first step",
-    )
-    data.add_argument(
-        "--bucket-batches",
-        type=int,
-        default=50,
-        help="with --streaming: batches per shuffle buffer (sorted by length with --group-by-length)",
-    )
-
-    model = parser.add_argument_group("model (ignored with --init-from)")
-    model.add_argument("--init-from", help="start from this checkpoint instead of a fresh model")
-    model.add_argument("--hidden-size", type=int, default=128, help="width of every transformer layer")
-    model.add_argument("--encoder-layers", type=int, default=3, help="transformer layers of the encoder")
-    model.add_argument("--decoder-layers", type=int, default=3, help="transformer layers of the decoder")
-    model.add_argument(
-        "--num-attention-heads", type=int, default=4, help="attention heads (must divide --hidden-size)"
-    )
-    model.add_argument("--ffn-dim", type=int, default=512, help="inner width of the feed-forward blocks")
-    model.add_argument("--num-latents", type=int, default=1, help="K latent vectors per molecule")
-    model.add_argument("--latent-size", type=int, help="size of each latent vector (default: hidden size)")
-    model.add_argument(
-        "--posterior",
-        choices=("learned", "sampled"),
-        default="learned",
-        help="learned: predicted log-variance; sampled: MolMIM's dense latent (log-variance drawn per molecule)",
-    )
-    model.add_argument(
-        "--logvar-min",
-        type=float,
-        help="floor of the posterior log-variance (default -6.0; with --init-from it replaces the "
-        "checkpoint's floor, which is kept otherwise)",
-    )
-    model.add_argument("--dropout", type=float, default=0.0, help="dropout on residual branches")
-    model.add_argument(
-        "--max-length", type=int, default=128, help="max tokens per molecule incl. <bos>/<eos>"
-    )
-    model.add_argument(
-        "--position-embedding",
-        choices=("learned", "rotary"),
-        default="learned",
-        help="learned absolute positions, or rotary (relative, no parameters; better past trained lengths)",
-    )
-    model.add_argument(
-        "--smiles-normalization",
-        choices=SMILES_NORMALIZATIONS,
-        default="canonical",
-        help="rewrite every corpus SMILES this way before training; recorded in the checkpoint's config "
-        "so that embedding applies the same (canonical_nostereo for MOSES-like corpora)",
-    )
-
-    train = parser.add_argument_group("training")
-    train.add_argument("--output-dir", required=True, help="checkpoints, logs and the final model go here")
-    train.add_argument(
-        "--objective",
-        choices=OBJECTIVES,
-        default="cmim",
-        help="cmim (A-MIM + cMIM term), mim (A-MIM), infonce (A-MIM + InfoNCE), ae (reconstruction only)",
-    )
-    train.add_argument("--temperature", type=float, default=0.1, help="tau of the contrastive term")
-    train.add_argument(
-        "--latent-weight", type=float, default=1.0, help="weight of the A-MIM latent term after its warm-up"
-    )
-    train.add_argument("--contrastive-weight", type=float, default=1.0, help="weight of the contrastive term")
-    train.add_argument(
-        "--latent-warmup-steps",
-        type=int,
-        default=1000,
-        help="steps over which the latent weight rises linearly from 0",
-    )
-    train.add_argument(
-        "--latent-reduction", choices=("mean", "sum"), default="mean", help="latent term over dimensions"
-    )
-    train.add_argument(
-        "--latent-free-nats", type=float, default=0.0, help="per-dimension floor under the prior pull"
-    )
-    train.add_argument(
-        "--deterministic-steps", type=int, default=0, help="first N steps decode z = mu (no noise)"
-    )
-    train.add_argument(
-        "--posterior-lr-multiplier", type=float, default=1.0, help="posterior head lr / base lr"
-    )
-    train.add_argument(
-        "--decoder-token-dropout", type=float, default=0.0, help="word dropout on decoder inputs"
-    )
-    train.add_argument(
-        "--posterior-floor-schedule",
-        metavar="STEP:SIGMA,...",
-        help="the posterior's floor sigma over the optimizer steps, piecewise linear (e.g. "
-        "'0:0.15,1500:0.15,2000:0.3' widens a warm-started latent); overrides --logvar-min",
-    )
-    train.add_argument(
-        "--group-by-length",
-        action="store_true",
-        help="batch molecules of similar length together (less padding)",
-    )
-    train.add_argument("--batch-size", type=int, default=128, help="molecules per process per step")
-    train.add_argument(
-        "--gradient-accumulation-steps", type=int, default=1, help="micro-batches per optimizer step"
-    )
-    train.add_argument("--learning-rate", type=float, default=1e-3, help="peak AdamW learning rate")
-    train.add_argument(
-        "--lr-scheduler",
-        default="constant_with_warmup",
-        help="Transformers scheduler name: constant_with_warmup, cosine, linear, ...",
-    )
-    train.add_argument("--warmup-steps", type=int, default=200, help="learning-rate warm-up steps")
-    train.add_argument("--max-steps", type=int, default=1000, help="optimizer steps to train for")
-    train.add_argument("--save-steps", type=int, default=250, help="checkpoint every N steps")
-    train.add_argument(
-        "--save-total-limit", type=int, default=2, help="checkpoints kept (older ones are deleted)"
-    )
-    train.add_argument("--logging-steps", type=int, default=25, help="log the loss components every N steps")
-    train.add_argument("--eval-steps", type=int, help="evaluate every N steps (default: only at the end)")
-    train.add_argument(
-        "--seed", type=int, default=0, help="seed of the weights, the data order and the posterior noise"
-    )
-    train.add_argument(
-        "--resume", action="store_true", help="resume from the last complete checkpoint in --output-dir"
-    )
-    train.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the run --output-dir holds (its checkpoints, final/ and results); refused otherwise",
-    )
-    train.add_argument(
-        "--bf16",
-        action="store_true",
-        help="bf16 autocast (the Trainer's bf16; matmuls in bf16, weights and optimizer in float32) "
-        "where the CPU/GPU runs bf16 fast; elsewhere a note and float32",
-    )
-    train.add_argument("--report-to", default="none", help="Trainer loggers, e.g. tensorboard")
-    train.add_argument(
-        "--prior-molecules",
-        type=int,
-        default=20000,
-        help="fit the aggregate posterior (cmim sample's default prior) to the first N training "
-        "molecules and store it with the final model; 0 skips it",
-    )
-
-
-def build_model(args: argparse.Namespace, tokenizer: CMIMTokenizer) -> CMIMForConditionalGeneration:
-    if args.init_from:
-        model = CMIMForConditionalGeneration.from_pretrained(args.init_from, dtype="float32")
-        if args.logvar_min is not None:
-            model.config.logvar_min = args.logvar_min
+def build_model(
+    init_from: str | None, tokenizer: CMIMTokenizer, config_fields: dict[str, Any]
+) -> CMIMForConditionalGeneration:
+    """The checkpoint ``init_from`` (its ``logvar_min`` replaced when ``config_fields`` gives one),
+    or a fresh model of ``CMIMConfig(**config_fields)`` (fields given as None keep the config's
+    defaults) for ``tokenizer``'s vocabulary."""
+    if init_from:
+        model = CMIMForConditionalGeneration.from_pretrained(init_from, dtype="float32")
+        if config_fields.get("logvar_min") is not None:
+            model.config.logvar_min = config_fields["logvar_min"]
         return model
-    config = CMIMConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=args.hidden_size,
-        encoder_layers=args.encoder_layers,
-        decoder_layers=args.decoder_layers,
-        num_attention_heads=args.num_attention_heads,
-        ffn_dim=args.ffn_dim,
-        num_latents=args.num_latents,
-        latent_size=args.latent_size,
-        posterior=args.posterior,
-        logvar_min=-6.0 if args.logvar_min is None else args.logvar_min,
-        dropout=args.dropout,
-        max_position_embeddings=args.max_length,
-        position_embedding_type=args.position_embedding,
-        smiles_normalization=args.smiles_normalization,
-    )
+    given = {name: value for name, value in config_fields.items() if value is not None}
+    config = CMIMConfig(vocab_size=len(tokenizer), **given)
     config.vocab_fingerprint = vocabulary_fingerprint(tokenizer)
     return CMIMForConditionalGeneration(config)
 
@@ -469,7 +296,7 @@ def tokenized_training_set(
     args: argparse.Namespace, tokenizer: CMIMTokenizer, one_batch: int, skip_report: Path, main_process: bool
 ) -> datasets.Dataset:
     """The whole training corpus, validated and tokenized before the first step (without --streaming)."""
-    train_raw = load_smiles_corpus(args.train_file, args.smiles_column, args.max_train_samples)
+    train_raw = load_smiles_corpus(args.train_file, args.smiles_col, args.max_train_samples)
     train_set, train_skipped = tokenize_corpus(train_raw, tokenizer, args.num_proc, args.smiles_normalization)
     if main_process:
         write_skip_report(train_skipped, skip_report)
@@ -485,8 +312,25 @@ def tokenized_training_set(
     return train_set
 
 
-def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
-    """Pre-train as configured by :func:`add_pretrain_arguments`; returns the results record."""
+def run_pretrain(
+    args: argparse.Namespace, config_fields: dict[str, Any], training_fields: dict[str, Any]
+) -> dict[str, Any]:
+    """Pre-train; returns the results record.
+
+    Args:
+        args: the options of ``cmim pretrain`` (:mod:`cmim_hf.cli.pretrain`): the corpus, the run
+            folder, the batch size, streaming, ``--init-from``, ``--resume`` / ``--overwrite``, ...
+        config_fields: :class:`CMIMConfig` fields of a fresh model (ignored with ``--init-from``,
+            but for ``logvar_min``).
+        training_fields: :class:`CMIMTrainingArguments` fields (the objective, the optimizer and
+            its schedule, checkpoints, logging, the seed); the batch size, precision, sampling and
+            evaluation strategy follow from ``args``.
+
+    Raises:
+        InputError: a bad corpus, option, run folder or ``--init-from`` checkpoint (see
+            :func:`check_run_inputs` and :func:`prepare_run_folder`).
+        Interrupted: SIGINT or SIGTERM, once a resumable checkpoint is saved.
+    """
     started = time.time()
     output_dir = Path(args.output_dir)
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun / accelerate launch
@@ -495,7 +339,9 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         output_dir, args.resume, args.overwrite, remove=main_process
     )
     try:
-        record = _train(args, started, output_dir, main_process, resume_from, previous_run)
+        record = _train(
+            args, config_fields, training_fields, started, output_dir, main_process, resume_from, previous_run
+        )
     except BaseException:
         if previous_run is not None:
             previous_run.restore()  # no-op once the new run has saved a checkpoint
@@ -507,6 +353,8 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
 
 def _train(
     args: argparse.Namespace,
+    config_fields: dict[str, Any],
+    training_fields: dict[str, Any],
     started: float,
     output_dir: Path,
     main_process: bool,
@@ -536,7 +384,7 @@ def _train(
             bucket_batches=args.bucket_batches,
             group_by_length=args.group_by_length,
             normalization=args.smiles_normalization,
-            smiles_column=args.smiles_column,
+            smiles_column=args.smiles_col,
             max_rows=args.max_train_samples,
             seed=args.seed,
             skip_report=skip_report if main_process else None,
@@ -548,7 +396,7 @@ def _train(
         train_data = tokenized_training_set(args, tokenizer, one_batch, skip_report, main_process)
     eval_set = None
     if args.eval_file:
-        eval_raw = load_smiles_corpus(args.eval_file, args.smiles_column, args.max_eval_samples)
+        eval_raw = load_smiles_corpus(args.eval_file, args.smiles_col, args.max_eval_samples)
         eval_set, eval_skipped = tokenize_corpus(
             eval_raw, tokenizer, args.num_proc, args.smiles_normalization
         )
@@ -557,41 +405,20 @@ def _train(
         print(f"held-out molecules: {len(eval_set)} used, {len(eval_skipped)} skipped", flush=True)
 
     set_seed(args.seed)  # the model's initial weights
-    model = build_model(args, tokenizer)
+    model = build_model(args.init_from, tokenizer, config_fields)
     training_args = CMIMTrainingArguments(
         output_dir=str(output_dir),
-        objective=args.objective,
-        temperature=args.temperature,
-        latent_weight=args.latent_weight,
-        contrastive_weight=args.contrastive_weight,
-        latent_warmup_steps=args.latent_warmup_steps,
-        latent_reduction=args.latent_reduction,
-        latent_free_nats=args.latent_free_nats,
-        deterministic_steps=args.deterministic_steps,
-        posterior_lr_multiplier=args.posterior_lr_multiplier,
-        decoder_token_dropout=args.decoder_token_dropout,
-        posterior_floor_schedule=args.posterior_floor_schedule,
+        **training_fields,
         train_sampling_strategy="group_by_length"
         if args.group_by_length and not args.streaming
         else "random",
         per_device_train_batch_size=one_batch if split_stream_batches else args.batch_size,
         accelerator_config={"split_batches": split_stream_batches},
         per_device_eval_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        learning_rate=args.learning_rate,
-        lr_scheduler_type=args.lr_scheduler,
-        warmup_steps=args.warmup_steps,
         max_grad_norm=1.0,
-        max_steps=args.max_steps,
         save_strategy="steps",
-        save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit,
-        logging_steps=args.logging_steps,
         eval_strategy="steps" if (args.eval_steps and eval_set is not None) else "no",
-        eval_steps=args.eval_steps,
-        seed=args.seed,
         data_seed=args.seed,
-        report_to=args.report_to,
         bf16=args.bf16 and bf16_is_fast_here(),
         use_cpu=not torch.cuda.is_available(),  # the Trainer's CPU bf16 needs it said
         dataloader_drop_last=True,
@@ -661,21 +488,5 @@ def _train(
     return record
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_pretrain_arguments(parser)
-    args = parser.parse_args(argv)
-    args.argv = argv if argv is not None else sys.argv[1:]
-    return run_with_error_boundary("pretrain", run_pretrain_command, args)
-
-
-def run_pretrain_command(args: argparse.Namespace) -> int:
-    """:func:`run_pretrain` with a bad corpus or run folder reported in one line (exit code 2)."""
-    try:
-        run_pretrain(args)
-    except InputError as error:  # corpus, run folder, tokenizer or checkpoint
-        print(f"cmim pretrain: error: {one_line(error)}", file=sys.stderr)
-        return 2
-    return 0
+main = command_main("pretrain", old=f"{__name__}.main")
+"""``cmim pretrain`` with ``argv`` (default: ``sys.argv[1:]``); kept for 0.2 only (see CHANGELOG)."""
