@@ -12,14 +12,23 @@ therefore waits until the program uses transformers' Auto machinery:
   half-initialised modules (``transformers.modeling_layers`` imports ``AutoModel``, for one).
 
 ``register_auto_classes()`` may also be called directly; it is idempotent.
+
+A checkpoint folder carries the remote code of these classes (the files of
+``cmim_hf/models/cmim/`` that its ``auto_map`` and ``custom_pipelines`` name, and what they import
+relatively), so that ``trust_remote_code=True`` loads it where ``cmim_hf`` is not installed.
+``save_pretrained`` writes them with Transformers' ``custom_object_save``; ``save_remote_code``
+does the same for an existing folder (e.g. ``cmim_hf/pretrained``) and ``remote_code_drift``
+says which of a folder's files differ from their sources.
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 import threading
+from pathlib import Path
 from types import ModuleType
 
 _AUTO_CONFIG_MODULE = "transformers.models.auto.configuration_auto"
@@ -37,37 +46,110 @@ def register_auto_classes() -> None:
         if _registered:
             return
         _uninstall_hook()
-        from transformers import (
-            AutoConfig,
-            AutoModel,
-            AutoModelForSeq2SeqLM,
-            AutoModelForSequenceClassification,
-            AutoTokenizer,
-        )
+        from transformers import AutoConfig, AutoTokenizer
 
         from cmim_hf.models.cmim.configuration_cmim import CMIMConfig
-        from cmim_hf.models.cmim.modeling_cmim import (
-            CMIMForConditionalGeneration,
-            CMIMForSequenceClassification,
-            CMIMModel,
-        )
         from cmim_hf.models.cmim.pipelines import register_pipelines
         from cmim_hf.models.cmim.tokenization_cmim import CMIMTokenizer
 
         AutoConfig.register(CMIMConfig.model_type, CMIMConfig, exist_ok=True)
         AutoTokenizer.register(CMIMConfig, tokenizer_class=CMIMTokenizer, exist_ok=True)
-        model_classes = {
-            AutoModel: CMIMModel,
-            AutoModelForSeq2SeqLM: CMIMForConditionalGeneration,
-            AutoModelForSequenceClassification: CMIMForSequenceClassification,
-        }
-        for auto_class, model_class in model_classes.items():
+        for auto_class, model_class in _auto_model_classes().items():
             auto_class.register(CMIMConfig, model_class, exist_ok=True)
             model_class.register_for_auto_class(auto_class.__name__)
         CMIMConfig.register_for_auto_class()
         CMIMTokenizer.register_for_auto_class("AutoTokenizer")
         register_pipelines()
         _registered = True
+
+
+def _auto_model_classes() -> dict[type, type]:
+    """Transformers' Auto model class -> the cMIM class registered for it."""
+    from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+    from cmim_hf.models.cmim.modeling_cmim import (
+        CMIMForConditionalGeneration,
+        CMIMForSequenceClassification,
+        CMIMModel,
+    )
+
+    return {
+        AutoModel: CMIMModel,
+        AutoModelForSeq2SeqLM: CMIMForConditionalGeneration,
+        AutoModelForSequenceClassification: CMIMForSequenceClassification,
+    }
+
+
+def remote_code_classes() -> tuple[type, ...]:
+    """The classes a cMIM checkpoint names for remote code: the config and model classes of its
+    config.json ``auto_map``, the tokenizer of tokenizer_config.json's ``auto_map`` and the
+    pipelines of config.json's ``custom_pipelines``."""
+    from cmim_hf.models.cmim.configuration_cmim import CMIMConfig
+    from cmim_hf.models.cmim.pipelines import CMIMGenerationPipeline, InformativeFeatureExtractionPipeline
+    from cmim_hf.models.cmim.tokenization_cmim import CMIMTokenizer
+
+    return (
+        CMIMConfig,
+        *_auto_model_classes().values(),
+        CMIMTokenizer,
+        InformativeFeatureExtractionPipeline,
+        CMIMGenerationPipeline,
+    )
+
+
+def remote_code_sources() -> dict[str, Path]:
+    """File name -> source file of every module a cMIM checkpoint carries: the modules of
+    :func:`remote_code_classes` and, recursively, the modules they import relatively, found as
+    ``custom_object_save`` finds them. Sorted by name."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    sources: dict[str, Path] = {}
+    for cls in remote_code_classes():
+        module_file = Path(sys.modules[cls.__module__].__file__)
+        for path in (module_file, *map(Path, get_relative_import_files(module_file))):
+            sources[path.name] = path
+    return dict(sorted(sources.items()))
+
+
+def save_remote_code(folder: str | os.PathLike) -> list[Path]:
+    """Write the remote-code files of a cMIM checkpoint into ``folder``, replacing those there.
+
+    Each class of :func:`remote_code_classes` goes through Transformers' ``custom_object_save``
+    (what ``save_pretrained`` calls for a registered class), which copies its module and the
+    modules it imports relatively, so ``folder`` ends up with exactly the files
+    ``save_pretrained`` writes. config.json, tokenizer_config.json and the weights are left as they
+    are (their ``auto_map`` and ``custom_pipelines`` name these files by module, not by content).
+
+    Returns:
+        the files written, sorted.
+
+    Raises:
+        NotADirectoryError: ``folder`` is not a folder.
+    """
+    from transformers.dynamic_module_utils import custom_object_save
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a checkpoint folder")
+    written: set[Path] = set()
+    for cls in remote_code_classes():
+        written.update(Path(path) for path in custom_object_save(cls, folder))
+    return sorted(written)
+
+
+def remote_code_drift(folder: str | os.PathLike) -> list[str]:
+    """One line for each remote-code file of ``folder`` that is missing or differs, byte for byte,
+    from its source in ``cmim_hf/models/cmim`` (see :func:`remote_code_sources`); empty when the
+    folder carries exactly this code. :func:`save_remote_code` repairs what it lists."""
+    folder = Path(folder)
+    drift = []
+    for name, source in remote_code_sources().items():
+        copy = folder / name
+        if not copy.is_file():
+            drift.append(f"{copy}: missing (source {source})")
+        elif copy.read_bytes() != source.read_bytes():
+            drift.append(f"{copy}: differs from {source}")
+    return drift
 
 
 class _RegisterAfterImports(importlib.abc.MetaPathFinder):

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from clean_python import run_without_cmim_hf
-from helpers import tiny_config
+from helpers import save_tiny_checkpoint, tiny_config
 from transformers import Pipeline, pipeline
 
 import cmim_hf
@@ -21,11 +20,9 @@ from cmim_hf.models.cmim.pipelines import (
     CUSTOM_PIPELINES,
     GENERATION_TASK,
     CMIMGenerationPipeline,
-    add_pipeline_to_checkpoint,
     register_pipelines,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = Path(cmim_hf.DEFAULT_CHECKPOINT)
 INPUTS = ["CCO", "c1ccccc1", "CC(=O)O", "N[C@@H](C)C(=O)O", "Clc1ccc(Br)cc1"]
 MAX_NEW_TOKENS = 16  # random tiny models rarely emit <eos>: keep their decodes short
@@ -39,29 +36,15 @@ MOSES_EXACT = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and the CI box is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def save_tiny_checkpoint(folder: Path, **config: object) -> Path:
-    """A tiny random cMIM checkpoint (weights spread enough to decode varied SMILES) naming the
-    pipelines in its config.json."""
-    torch.manual_seed(0)
-    CMIMForConditionalGeneration(tiny_config(init_std=0.1, **config)).save_pretrained(folder)
-    CMIMTokenizer().save_pretrained(folder)
-    add_pipeline_to_checkpoint(folder)
-    return folder
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random cMIM checkpoint (weights spread enough to decode varied SMILES); saving it
+    names both pipelines in its config.json."""
     return save_tiny_checkpoint(
-        tmp_path_factory.mktemp("tiny_cmim"), smiles_normalization="canonical_nostereo"
+        tmp_path_factory.mktemp("tiny_cmim"), init_std=0.1, smiles_normalization="canonical_nostereo"
     )
 
 
@@ -90,8 +73,8 @@ def test_checkpoint_names_both_pipelines_and_the_task_is_registered(checkpoint: 
         pipeline(model=str(checkpoint), trust_remote_code=True, device=-1)
 
 
-def test_shipped_checkpoint_carries_this_pipeline_code() -> None:
-    assert (SHIPPED / "pipelines.py").read_bytes() == (ROOT / "cmim_hf" / "pipelines.py").read_bytes()
+def test_shipped_checkpoint_names_both_pipelines() -> None:
+    """(Its pipelines.py is this module byte for byte: tests/test_remote_code.py.)"""
     assert json.loads((SHIPPED / "config.json").read_text())["custom_pipelines"] == CUSTOM_PIPELINES
 
 

@@ -95,3 +95,18 @@ def test_cards_state_the_license() -> None:
     shipped = (Path(cmim_hf.DEFAULT_CHECKPOINT) / "README.md").read_text()
     assert "\nlicense: apache-2.0\n" in shipped and "## License" in shipped
     assert "Apache License 2.0" in (REPO_ROOT / "README.md").read_text()
+
+
+def test_wheel_carries_every_package_and_its_data(wheel: Path) -> None:
+    """Every source module and package-data file of the tree is in the wheel (a subpackage without
+    ``__init__.py`` would be left out by ``find_packages``)."""
+    package = REPO_ROOT / "cmim_hf"
+    wanted = {
+        path.relative_to(REPO_ROOT).as_posix()
+        for pattern in ("**/*.py", "models/cmim/vocab.json", "package_data/moses/*", "templates/*")
+        for path in package.glob(pattern)
+        if "__pycache__" not in path.parts
+    }
+    with zipfile.ZipFile(wheel) as archive:
+        missing = wanted - set(archive.namelist())
+    assert not missing, sorted(missing)

@@ -5,13 +5,12 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from helpers import moses_smiles, tiny_config
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import (
     BartConfig,
@@ -26,7 +25,7 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY, FeatureExtractionPipeline
 
-from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
+from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.models.cmim.pipelines import (
     INFORMATIVE_TASK,
     CMIMGenerationPipeline,
@@ -37,21 +36,10 @@ from cmim_hf.models.cmim.pipelines import (
     teacher_forcing_inputs,
 )
 
-MOSES = (
-    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
-)
-SMILES_64 = pd.read_csv(MOSES, nrows=64)["SMILES"].tolist()
+SMILES_64 = moses_smiles(64)
 CHARS = list("CNOSPFIBrlcnosp()[]=#+-0123456789@H/\\%.")
 KINDS = ["cmim", "t5", "t5-lm", "bart", "bart-lm"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and the CI box is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def char_tokenizer(specials: list[str], template: str, **special_tokens: str) -> PreTrainedTokenizerFast:
@@ -68,17 +56,7 @@ def build(kind: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A tiny randomly initialised model of `kind` and its tokenizer, in eval mode."""
     torch.manual_seed(0)
     if kind == "cmim":
-        tokenizer = CMIMTokenizer()
-        config = CMIMConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            encoder_layers=2,
-            decoder_layers=2,
-            num_attention_heads=4,
-            ffn_dim=64,
-            max_position_embeddings=128,
-        )
-        return CMIMForConditionalGeneration(config).eval(), tokenizer
+        return CMIMForConditionalGeneration(tiny_config()).eval(), CMIMTokenizer()
     if kind.startswith("t5"):
         tokenizer = char_tokenizer(["<pad>", "</s>", "<unk>"], "$A </s>", pad_token="<pad>", eos_token="</s>")
         config = T5Config(
@@ -295,8 +273,6 @@ def test_pipeline_save_pretrained_writes_the_feature_extraction_entry(tmp_path: 
 
 def test_checkpoint_pipeline_loads_without_cmim_hf(cmim_checkpoint: Path, tmp_path_factory) -> None:
     """In a fresh interpreter where `import cmim_hf` fails, the copied pipeline code still loads."""
-    if not (cmim_checkpoint / "modeling_cmim.py").is_file():
-        pytest.skip("this checkpoint ships no remote model code (register_for_auto_class not wired yet)")
     script = (
         "import sys, json\n"
         "sys.modules['cmim_hf'] = None  # make `import cmim_hf` fail\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from clean_python import HUB_USER_CHECK, run_without_cmim_hf
-from helpers import SMILES
+from helpers import SMILES, moses_smiles
 from transformers import AutoConfig, AutoModel, AutoTokenizer, pipeline
 
 import cmim_hf
@@ -22,7 +22,6 @@ from cmim_hf.model_card import check_hub_folder
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = Path(cmim_hf.DEFAULT_CHECKPOINT)
 RESULTS = ROOT / "model_cards" / "cmim-moses-small-v2" / "comparison_results.json"
-MOSES_TEST = ROOT / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 
 
 def test_checkpoint_is_complete_and_small() -> None:
@@ -72,7 +71,7 @@ def test_reconstruction_matches_the_recorded_figure() -> None:
     """Greedy reconstruction of the same held-out molecules gives the exact-match rate on the card."""
     recorded = json.loads(RESULTS.read_text())["generation"]["cmim"]
     n = recorded["reconstruction_molecules"]
-    held_out = pd.read_csv(MOSES_TEST)["SMILES"].tolist()[:n]
+    held_out = moses_smiles(n)
     model, tokenizer = load_model_for_generation(cmim_hf.DEFAULT_CHECKPOINT)
     exact = sum(reconstruct(model, tokenizer, held_out).exact) / n
     assert abs(exact - recorded["reconstruction_exact_match"]) <= 2 / n

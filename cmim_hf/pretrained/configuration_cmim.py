@@ -43,7 +43,7 @@ class CMIMConfig(PreTrainedConfig):
         classifier_features: features of [`CMIMForSequenceClassification`]: ``"informative"``
             (mu and the mean-pooled last decoder layer) or ``"latent"`` (mu).
         classifier_dropout: dropout of the classification head (``dropout`` when None).
-        vocab_fingerprint: :func:`cmim_hf.tokenization_cmim.vocabulary_fingerprint` of the tokenizer the
+        vocab_fingerprint: :func:`cmim_hf.models.cmim.tokenization_cmim.vocabulary_fingerprint` of the tokenizer the
             model was trained with; loading refuses a tokenizer with another vocabulary.
         smiles_normalization: how the training SMILES were written, applied to inputs by the
             embedder, the pipeline and the benchmark featurizer: ``"none"`` (as given),

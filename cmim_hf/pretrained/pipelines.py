@@ -95,7 +95,8 @@ AGGREGATE_POSTERIOR_FILE = "aggregate_posterior.safetensors"
 DEFAULT_GENERATION_BATCH_SIZE = 64
 DEFAULT_MAX_NEW_TOKENS = 256  # a code far from the training codes may never emit <eos>
 DEFAULT_RADIUS = 0.1  # neighbourhood radius, as in cmim_hf.generation
-CHOLESKY_JITTER = 1e-6  # added to the diagonal of a singular covariance, as cmim_hf.latent_stats does
+# added to the diagonal of a singular covariance, as cmim_hf.training.latent_stats does
+CHOLESKY_JITTER = 1e-6
 
 
 def is_cmim_model(model: PreTrainedModel) -> bool:
@@ -174,7 +175,7 @@ def compute_embeddings(
         input_ids: (B, T) token ids, left or right padded.
         attention_mask: (B, T) 1 for real tokens.
         source: "decoder" (informative embedding), "latent" (mu, cMIM only) or "encoder".
-        layers: which hidden states to pool, see `cmim_hf.pooling.pool_hidden_states`.
+        layers: which hidden states to pool, see `cmim_hf.models.cmim.pooling.pool_hidden_states`.
         pooling: "mean" over real positions, "first" or "eos" (last real position).
         include_latent: prepend mu (cMIM only); None means True for cMIM with source "decoder".
         pad_token_id: id written into padding; defaults to the model config's (or 0).
@@ -225,6 +226,12 @@ def compute_embeddings(
     elif source == "encoder":
         parts.append(pool_hidden_states(outputs.encoder_hidden_states, attention_mask, layers, pooling))
     return torch.cat(parts, dim=-1)
+
+
+def given_options(**options: Any) -> dict[str, Any]:
+    """The ``options`` a pipeline call gave: those not None (`_sanitize_parameters`' parameters
+    default to None, meaning "not given")."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -308,28 +315,18 @@ class InformativeFeatureExtractionPipeline(CheckpointPipeline):
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         if unused:
             raise TypeError(f"unexpected arguments for {type(self).__name__}: {sorted(unused)}")
-        preprocess_params = dict(tokenize_kwargs or {})
-        if truncation is not None:
-            preprocess_params["truncation"] = truncation
-        if normalize is not None:
-            preprocess_params["normalize"] = normalize
-        if on_invalid is not None:
-            if on_invalid not in INVALID_POLICIES:
-                raise ValueError(
-                    f"on_invalid must be one of {INVALID_POLICIES} (a pipeline gives one output per "
-                    f"input), got {on_invalid!r}"
-                )
-            preprocess_params["on_invalid"] = on_invalid
-        forward_params = {
-            key: value
-            for key, value in (
-                ("source", source),
-                ("layers", layers),
-                ("pooling", pooling),
-                ("include_latent", include_latent),
+        if on_invalid is not None and on_invalid not in INVALID_POLICIES:
+            raise ValueError(
+                f"on_invalid must be one of {INVALID_POLICIES} (a pipeline gives one output per "
+                f"input), got {on_invalid!r}"
             )
-            if value is not None
+        preprocess_params = {
+            **(tokenize_kwargs or {}),
+            **given_options(truncation=truncation, normalize=normalize, on_invalid=on_invalid),
         }
+        forward_params = given_options(
+            source=source, layers=layers, pooling=pooling, include_latent=include_latent
+        )
         if forward_params:
             validate_options(
                 forward_params.get("source", "decoder"),
@@ -548,17 +545,9 @@ class CMIMGenerationPipeline(CheckpointPipeline):
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if radius is not None and radius < 0:
             raise ValueError(f"radius must be non-negative, got {radius}")
-        request_params = {
-            key: value
-            for key, value in (
-                ("mode", mode),
-                ("num_samples", num_samples),
-                ("radius", radius),
-                ("seed", seed),
-                ("normalize", normalize),
-            )
-            if value is not None
-        }
+        request_params = given_options(
+            mode=mode, num_samples=num_samples, radius=radius, seed=seed, normalize=normalize
+        )
         forward_params = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
         return request_params, forward_params, {}
 
@@ -675,8 +664,9 @@ class CMIMGenerationPipeline(CheckpointPipeline):
 def add_pipeline_to_checkpoint(save_directory: str | os.PathLike) -> list[Path]:
     """Make a saved checkpoint folder load this module's pipelines.
 
-    Copies `pipelines.py` and the modules it imports (`pooling.py`, `smiles_normalization.py`) into the folder and writes `custom_pipelines` into
-    its config.json, so that `pipeline("feature-extraction", model=folder,
+    Copies `pipelines.py` and the modules it imports (`pooling.py`, `smiles_normalization.py`)
+    into the folder with Transformers' `custom_object_save` and writes `custom_pipelines` into its
+    config.json, so that `pipeline("feature-extraction", model=folder,
     trust_remote_code=True)` returns pooled vectors and, for a cMIM checkpoint,
     `pipeline("cmim-generation", ...)` generates molecules, with or without `cmim_hf` installed.
     Call it after `save_pretrained`.

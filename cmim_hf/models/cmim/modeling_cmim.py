@@ -12,6 +12,7 @@ The model computes only the reconstruction loss; the A-MIM and contrastive terms
 
 from __future__ import annotations
 
+import inspect
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -171,8 +173,43 @@ class CMIMDecoderOutput(ModelOutput):
     cross_attentions: tuple[torch.Tensor, ...] | None = None
 
 
-@dataclass
-class CMIMModelOutput(ModelOutput):
+class CMIMSeq2SeqFields:
+    """The fields [`CMIMModelOutput`] and [`CMIMSeq2SeqLMOutput`] share, in this order, after their
+    own. Declared once here; :func:`seq2seq_output` appends them to a class's own fields (a
+    dataclass base would put them first, and ``to_tuple()`` must start with the class's own,
+    ``loss`` first)."""
+
+    cache: Cache | None = None
+    z: torch.Tensor | None = None
+    z_mean: torch.Tensor | None = None
+    z_logvar: torch.Tensor | None = None
+    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    decoder_attention_mask: torch.Tensor | None = None
+    encoder_last_hidden_state: torch.Tensor | None = None
+    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    encoder_attentions: tuple[torch.Tensor, ...] | None = None
+    decoder_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+def seq2seq_output(cls: type) -> type:
+    """``dataclass(cls)`` with the fields of [`CMIMSeq2SeqFields`] (default None) after its own."""
+    shared = inspect.get_annotations(CMIMSeq2SeqFields)
+    cls.__annotations__ = {**inspect.get_annotations(cls), **shared}
+    for name in shared:
+        setattr(cls, name, None)
+    return dataclass(cls)
+
+
+def shared_fields(output_class: type, source: ModelOutput) -> dict[str, object]:
+    """The fields of ``source`` that ``output_class`` declares too, by name (to build one output
+    from another)."""
+    names = source.__dataclass_fields__
+    return {name: getattr(source, name) for name in output_class.__dataclass_fields__ if name in names}
+
+
+@seq2seq_output
+class CMIMModelOutput(ModelOutput, CMIMSeq2SeqFields):
     """Output of [`CMIMModel`]; see ``docs/CONTRACTS.md``.
 
     last_hidden_state: (B, S, H) decoder states; z, z_mean, z_logvar: (B, K, L);
@@ -182,37 +219,16 @@ class CMIMModelOutput(ModelOutput):
     """
 
     last_hidden_state: torch.Tensor | None = None
-    cache: Cache | None = None
-    z: torch.Tensor | None = None
-    z_mean: torch.Tensor | None = None
-    z_logvar: torch.Tensor | None = None
-    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
-    decoder_attention_mask: torch.Tensor | None = None
-    encoder_last_hidden_state: torch.Tensor | None = None
-    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
-    encoder_attentions: tuple[torch.Tensor, ...] | None = None
-    decoder_attentions: tuple[torch.Tensor, ...] | None = None
-    cross_attentions: tuple[torch.Tensor, ...] | None = None
 
 
-@dataclass
-class CMIMSeq2SeqLMOutput(ModelOutput):
+@seq2seq_output
+class CMIMSeq2SeqLMOutput(ModelOutput, CMIMSeq2SeqFields):
     """Output of [`CMIMForConditionalGeneration`]: [`CMIMModelOutput`] plus ``logits`` (B, S, V) and
-    ``loss`` (reconstruction cross-entropy, per-sequence mean over non-pad tokens, batch mean)."""
+    ``loss`` (reconstruction cross-entropy, per-sequence mean over non-pad tokens, batch mean), in
+    place of ``last_hidden_state``."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
-    cache: Cache | None = None
-    z: torch.Tensor | None = None
-    z_mean: torch.Tensor | None = None
-    z_logvar: torch.Tensor | None = None
-    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
-    decoder_attention_mask: torch.Tensor | None = None
-    encoder_last_hidden_state: torch.Tensor | None = None
-    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
-    encoder_attentions: tuple[torch.Tensor, ...] | None = None
-    decoder_attentions: tuple[torch.Tensor, ...] | None = None
-    cross_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -613,10 +629,9 @@ CHECKPOINT_COMPANION_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
-    "tokenization_cmim.py",
 )
 """Files of a cMIM checkpoint folder besides what ``save_pretrained`` writes: the measured card, the
-sampling prior and the tokenizer (with its remote code). ``push_to_hub`` uploads them with unchanged weights."""
+sampling prior and the tokenizer. ``push_to_hub`` uploads them with unchanged weights."""
 
 
 class CMIMPreTrainedModel(PreTrainedModel):
@@ -633,16 +648,20 @@ class CMIMPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, is_main_process: bool = True, **kwargs):
         """Save as usual. A class registered for an Auto class (``import cmim_hf`` does that) also
         writes a self-contained remote-code checkpoint: every cMIM Auto class maps to its file (so
-        ``AutoModel`` and ``AutoModelForSeq2SeqLM`` both load it with ``trust_remote_code=True``)
-        and the informative-embedding pipeline is attached for ``pipeline("feature-extraction")``."""
+        ``AutoModel`` and ``AutoModelForSeq2SeqLM`` both load it with ``trust_remote_code=True``),
+        the informative-embedding pipeline is attached for ``pipeline("feature-extraction")``, and
+        the folder carries the whole remote-code set, the tokenizer's code included, each file
+        copied from its module by Transformers' ``custom_object_save``."""
         if self._auto_class is None:
             return super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
         self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **REMOTE_CODE_AUTO_MAP}
         result = super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
         if is_main_process:  # the other processes of a distributed run write nothing
             from .pipelines import add_pipeline_to_checkpoint
+            from .tokenization_cmim import CMIMTokenizer
 
             add_pipeline_to_checkpoint(save_directory)
+            custom_object_save(CMIMTokenizer, save_directory)
         return result
 
     def _upload_modified_files(self, working_dir, repo_id: str, *args, **kwargs):
@@ -687,7 +706,7 @@ class CMIMPreTrainedModel(PreTrainedModel):
             if module.predicts_logvar and not getattr(bias, "_is_hf_initialized", False):
                 # Start the posterior at its floor (sigma = exp(logvar_min / 2)): with the default
                 # zero bias sigma ~ 1 dwarfs the ~0.1 spread of mu, z is pure noise and the decoder
-                # learns to ignore it (posterior collapse, method.md section 2).
+                # learns to ignore it (posterior collapse).
                 with torch.no_grad():
                     bias[self.config.latent_size :].fill_(self.config.logvar_min)
 
@@ -925,21 +944,7 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = reconstruction_cross_entropy(logits, labels).mean()
-        output = CMIMSeq2SeqLMOutput(
-            loss=loss,
-            logits=logits,
-            cache=outputs.cache,
-            z=outputs.z,
-            z_mean=outputs.z_mean,
-            z_logvar=outputs.z_logvar,
-            decoder_hidden_states=outputs.decoder_hidden_states,
-            decoder_attention_mask=outputs.decoder_attention_mask,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            encoder_hidden_states=outputs.encoder_hidden_states,
-            encoder_attentions=outputs.encoder_attentions,
-            decoder_attentions=outputs.decoder_attentions,
-            cross_attentions=outputs.cross_attentions,
-        )
+        output = CMIMSeq2SeqLMOutput(loss=loss, logits=logits, **shared_fields(CMIMSeq2SeqLMOutput, outputs))
         return output if self._return_dict(return_dict) else output.to_tuple()
 
 
@@ -1188,12 +1193,7 @@ class CMIMForSequenceClassification(CMIMPreTrainedModel):
             loss=loss,
             logits=logits,
             features=features,
-            z_mean=base.z_mean,
-            encoder_hidden_states=base.encoder_hidden_states,
-            decoder_hidden_states=base.decoder_hidden_states,
-            encoder_attentions=base.encoder_attentions,
-            decoder_attentions=base.decoder_attentions,
-            cross_attentions=base.cross_attentions,
+            **shared_fields(CMIMSequenceClassifierOutput, base),
         )
         return output if self._return_dict(return_dict) else output.to_tuple()
 
