@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from common import PretrainRun, argument_parser, command_line, pretrain, write_text
 
 from cmim_hf.evaluation.benchmark import run_benchmark
 from cmim_hf.evaluation.comparison import (
@@ -42,20 +41,20 @@ from cmim_hf.evaluation.comparison import (
     merge_benchmark_results,
     more_robust,
 )
-from cmim_hf.evaluation.featurizers import CMIMFeaturizer
-from cmim_hf.evaluation.reports import write_json
+from cmim_hf.evaluation.featurizers import CheckpointFeaturizer
+from cmim_hf.evaluation.reports import markdown_table, write_json
 
 OBJECTIVES = ("cmim", "infonce")
-EMBEDDINGS = {"informative": "informative", "mu": "latent"}  # row label -> CMIMFeaturizer embedding
+EMBEDDINGS = {"informative": "informative", "mu": "latent"}  # row label -> the featurizer's embedding
 HELD_OUT = ("eval_token_accuracy", "eval_exact_match", "eval_active_units", "eval_active_directions")
 WARMUP_FRACTION = 300 / 4500  # the shipped recipe's warm-up and deterministic phase, as fractions
 DETERMINISTIC_FRACTION = 1000 / 4500
+RUN_COLUMNS = ("run", "steps", "molecules seen", "wall time (s)", "token accuracy", "exact match", "active units",
+               "active directions")  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--train-file", type=Path, required=True)
     parser.add_argument("--eval-file", type=Path, required=True, help="held-out molecules (reconstruction)")
     parser.add_argument("--out", type=Path, default=Path("runs/batch_size"))
@@ -85,102 +84,92 @@ def run_name(objective: str, batch_size: int) -> str:
 def pretrain_argv(objective: str, batch_size: int, args: argparse.Namespace) -> list[str]:
     """`cmim pretrain` options of one run: the same molecules seen, the recipe's phases as fractions."""
     steps = args.molecules // batch_size
-    run_dir = args.out / run_name(objective, batch_size)
-    argv = [
+    return [
         "--train-file", str(args.train_file), "--eval-file", str(args.eval_file),
-        "--max-eval-samples", str(args.n_eval), "--output-dir", str(run_dir), "--objective", objective,
+        "--max-eval-samples", str(args.n_eval), "--objective", objective,
         "--batch-size", str(batch_size), "--max-steps", str(steps), "--seed", str(args.seed),
         "--warmup-steps", str(round(steps * WARMUP_FRACTION)),
         "--deterministic-steps", str(round(steps * DETERMINISTIC_FRACTION)),
         "--save-steps", str(max(1, steps // 10)), "--save-total-limit", "2",
         *args.model_args,
     ]  # fmt: skip
-    return argv + (["--resume"] if any(run_dir.glob("checkpoint-*")) else [])
+
+
+def pretrain_runs(args: argparse.Namespace) -> dict[str, PretrainRun]:
+    """Every run of the study by name (:func:`run_name`), batch size by batch size."""
+    return {
+        run_name(objective, size): PretrainRun(
+            args.out / run_name(objective, size), pretrain_argv(objective, size, args)
+        )
+        for size in args.batch_sizes
+        for objective in OBJECTIVES
+    }
 
 
 def pretrain_all(args: argparse.Namespace) -> None:
     """Every unfinished run, ``--parallel`` at a time (single-threaded), each logging to <run>.log."""
-    todo = [
-        (objective, size)
-        for size in args.batch_sizes
-        for objective in OBJECTIVES
-        if not (args.out / run_name(objective, size) / "pretrain_results.json").is_file()
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    running: dict[str, subprocess.Popen] = {}
-    failed = []
-    while todo or running:
-        while todo and len(running) < args.parallel:
-            objective, size = todo.pop(0)
-            name = run_name(objective, size)
-            log = (args.out / f"{name}.log").open("a", encoding="utf-8")
-            command = [sys.executable, "-m", "cmim_hf.cli", "pretrain", *pretrain_argv(objective, size, args)]
-            running[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        time.sleep(1.0)
-        for name, process in list(running.items()):
-            if process.poll() is not None:
-                if process.returncode != 0:
-                    failed.append(name)
-                del running[name]
-    if failed:
-        raise SystemExit(f"pre-training failed for {', '.join(failed)}: see {args.out}/<run>.log")
+    pretrain(pretrain_runs(args), logs=args.out, jobs=args.parallel, threads=1)
 
 
 def downstream(args: argparse.Namespace) -> dict[str, Any]:
     """Merged SVM results of every run's mu and informative embedding (one cached harness run each)."""
     parts = []
-    for size in args.batch_sizes:
-        for objective in OBJECTIVES:
-            name = run_name(objective, size)
-            out_dir = args.out / "benchmark" / name
-            if not (out_dir / "results.json").is_file():
-                final = args.out / name / "final"
-                featurizers = {
-                    f"{name} {label}": CMIMFeaturizer(final, embedding=embedding)
-                    for label, embedding in EMBEDDINGS.items()
-                }
-                run_benchmark(
-                    featurizers, args.tasks.split(","), split="random", seeds=args.seeds, probes=("svm",),
-                    out_dir=out_dir, max_molecules=args.max_molecules, n_jobs=args.n_jobs, progress=False,
-                )  # fmt: skip
-            parts.append(json.loads((out_dir / "results.json").read_text(encoding="utf-8")))
+    for name, run in pretrain_runs(args).items():
+        out_dir = args.out / "benchmark" / name
+        if not (out_dir / "results.json").is_file():
+            featurizers = {
+                f"{name} {label}": CheckpointFeaturizer(run.output_dir / "final", embedding=embedding)
+                for label, embedding in EMBEDDINGS.items()
+            }
+            run_benchmark(
+                featurizers, args.tasks.split(","), split="random", seeds=args.seeds, probes=("svm",),
+                out_dir=out_dir, max_molecules=args.max_molecules, n_jobs=args.n_jobs, progress=False,
+            )  # fmt: skip
+        parts.append(json.loads((out_dir / "results.json").read_text(encoding="utf-8")))
     return merge_benchmark_results(parts)
+
+
+def _run_row(name: str, run: dict[str, Any]) -> list[str]:
+    held_out = [
+        f"{run['held_out'][key]:{digits}}" for key, digits in zip(HELD_OUT, (".3f", ".3f", ".0f", ".0f"))
+    ]
+    return [name, str(run["steps"]), f"{run['molecules_seen']:,}", f"{run['wall_time_s']:.0f}", *held_out]
+
+
+def _headline_cell(results: dict[str, Any], task: str, featurizer: str) -> str:
+    cell = headline_value(results, task, featurizer, "svm")
+    return f"{cell['mean']:.3f} ± {cell['std']:.3f}" if cell else "n/a"
+
+
+def _spread_cell(spread: dict[str, Any], task: str) -> str:
+    return f"{spread[task]['range']:.3f} ({spread[task]['relative']:.1%})" if task in spread else "n/a"
 
 
 def report(record: dict[str, Any], args: argparse.Namespace) -> str:
     """Markdown: the runs, the downstream table, the spreads and the verdict."""
-    lines = ["# Batch-size robustness: cMIM vs InfoNCE", "", f"Command: `{record['command']}`", ""]
-    lines += ["| run | steps | molecules seen | wall time (s) | token accuracy | exact match | active units | "
-              "active directions |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for name, run in record["runs"].items():
-        held_out = run["held_out"]
-        lines.append(
-            f"| {name} | {run['steps']} | {run['molecules_seen']:,} | {run['wall_time_s']:.0f} | "
-            f"{held_out['eval_token_accuracy']:.3f} | {held_out['eval_exact_match']:.3f} | "
-            f"{held_out['eval_active_units']:.0f} | {held_out['eval_active_directions']:.0f} |"
-        )
-    downstream_results = record["downstream"]
-    tasks = list(downstream_results["tasks"])
-    lines += ["", f"SVM probe, random split, {args.seeds} seeds (headline metric: RMSE ↓ or ROC-AUC ↑):", ""]
-    lines += ["| run | embedding | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
-    for name in record["runs"]:
-        for label in EMBEDDINGS:
-            cells = [headline_value(downstream_results, task, f"{name} {label}", "svm") for task in tasks]
-            lines.append(
-                f"| {name} | {label} | "
-                + " | ".join(f"{c['mean']:.3f} ± {c['std']:.3f}" if c else "n/a" for c in cells)
-                + " |"
-            )
-    lines += ["", "Spread across batch sizes (max - min, and relative to the mean over batch sizes):", ""]
-    lines += ["| objective | embedding | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
-    for key, spread in record["spread"].items():
-        objective, label = key.split(" ")
-        cells = [
-            f"{spread[t]['range']:.3f} ({spread[t]['relative']:.1%})" if t in spread else "n/a" for t in tasks
-        ]
-        lines.append(f"| {objective} | {label} | " + " | ".join(cells) + " |")
-    lines += [""] + [f"- {verdict}" for verdict in record["verdicts"]]
-    return "\n".join(lines) + "\n"
+    results = record["downstream"]
+    tasks = list(results["tasks"])
+    runs = [_run_row(name, run) for name, run in record["runs"].items()]
+    probes = [
+        [name, label, *(_headline_cell(results, task, f"{name} {label}") for task in tasks)]
+        for name in record["runs"]
+        for label in EMBEDDINGS
+    ]
+    spreads = [
+        [*key.split(" "), *(_spread_cell(spread, task) for task in tasks)]
+        for key, spread in record["spread"].items()
+    ]
+    sections = [
+        "# Batch-size robustness: cMIM vs InfoNCE",
+        f"Command: `{record['command']}`",
+        markdown_table(RUN_COLUMNS, runs),
+        f"SVM probe, random split, {args.seeds} seeds (headline metric: RMSE ↓ or ROC-AUC ↑):",
+        markdown_table(["run", "embedding", *tasks], probes),
+        "Spread across batch sizes (max - min, and relative to the mean over batch sizes):",
+        markdown_table(["objective", "embedding", *tasks], spreads),
+        "\n".join(f"- {verdict}" for verdict in record["verdicts"]),
+    ]
+    return "\n\n".join(sections) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -189,12 +178,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.time()
     pretrain_all(args)
     runs = {}
-    for size in args.batch_sizes:
-        for objective in OBJECTIVES:
-            name = run_name(objective, size)
-            run = json.loads((args.out / name / "pretrain_results.json").read_text())
-            runs[name] = {key: run[key] for key in ("steps", "molecules_seen", "wall_time_s")}
-            runs[name]["held_out"] = {key: run["held_out"][key] for key in HELD_OUT}
+    for name, run in pretrain_runs(args).items():
+        results = run.results()
+        runs[name] = {key: results[key] for key in ("steps", "molecules_seen", "wall_time_s")}
+        runs[name]["held_out"] = {key: results["held_out"][key] for key in HELD_OUT}
     results = downstream(args)
     spread = {
         f"{objective} {label}": batch_size_spread(
@@ -213,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"tasks: the robustness claim {'holds' if holds else 'does not hold'} on our data for this embedding."
         )
     record = {
-        "command": " ".join(["python", "benchmarks/batch_size_robustness.py", *(argv or sys.argv[1:])]),
+        "command": command_line(__file__, argv),
         "batch_sizes": args.batch_sizes,
         "molecules_per_run": args.molecules,
         "runs": runs,
@@ -223,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "wall_time_s": round(time.time() - started, 1),
     }
     write_json(record, args.out / "batch_size_results.json")
-    (args.out / "batch_size.md").write_text(report(record, args), encoding="utf-8")
+    write_text(report(record, args), args.out / "batch_size.md")
     if args.results is not None:
         args.results.mkdir(parents=True, exist_ok=True)
         for name in ("batch_size_results.json", "batch_size.md"):

@@ -22,10 +22,8 @@ Quality (``--parts quality``), on the shipped checkpoint:
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,20 +31,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
+from common import (
+    MOSES_SAMPLE,
+    REPO,
+    PretrainRun,
+    argument_parser,
+    cmim_training_loss,
+    command_line,
+    pretrain,
+    random_cmim,
+    read_smiles,
+    write_text,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 import cmim_hf
-from cmim_hf import CMIMConfig, CMIMEmbedder, CMIMForConditionalGeneration, CMIMTokenizer
+from cmim_hf import CMIMEmbedder, CMIMTokenizer
 from cmim_hf.chem import normalize_smiles
 from cmim_hf.evaluation.probes import fit_probe
+from cmim_hf.evaluation.reports import markdown_table, write_json
 from cmim_hf.evaluation.tasks import load_task, random_split
 from cmim_hf.precision import autocast_to, cpu_has_native_bf16
-from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
+from cmim_hf.training.trainer import CMIMDataCollator
 
-ROOT = Path(__file__).resolve().parents[1]
-MOSES_SAMPLE = ROOT / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 SIZES = {  # hidden size, layers (encoder = decoder), heads, FFN width, K latents of L
     "d=128, 3+3": (128, 3, 4, 512, 4, 32),
     "d=256, 4+4": (256, 4, 4, 1024, 4, 64),
@@ -73,46 +81,26 @@ def moses_batches(smiles: list[str], batch_size: int, n: int, tokenizer: CMIMTok
     ]
 
 
-def step_trainer(model: CMIMForConditionalGeneration, tokenizer: CMIMTokenizer, folder: str) -> CMIMTrainer:
-    args = CMIMTrainingArguments(
-        output_dir=folder, report_to="none", use_cpu=True, latent_warmup_steps=0, save_strategy="no"
-    )
-    return CMIMTrainer(
-        model=model, args=args, data_collator=CMIMDataCollator(tokenizer), processing_class=tokenizer
-    )
-
-
 def training_speed(name: str, batches: list[dict], tokenizer: CMIMTokenizer, warmup: int) -> dict[str, Any]:
     """Molecules/s of float32 and bf16 training steps of one size, alternating on the same batches."""
     hidden, layers, heads, ffn, latents, latent_size = SIZES[name]
-    config = CMIMConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        encoder_layers=layers,
-        decoder_layers=layers,
-        num_attention_heads=heads,
-        ffn_dim=ffn,
-        num_latents=latents,
-        latent_size=latent_size,
-        max_position_embeddings=1024,
-    )
-    torch.manual_seed(0)
-    model = CMIMForConditionalGeneration(config).train()
+    config = {"num_latents": latents, "latent_size": latent_size, "max_position_embeddings": 1024}
+    model = random_cmim(tokenizer, hidden, layers, heads, ffn, **config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     with tempfile.TemporaryDirectory() as folder:
-        trainer = step_trainer(model, tokenizer, folder)
+        loss_fn, _ = cmim_training_loss(model, folder)
 
         def step(batch: dict, dtype: torch.dtype) -> float:
             start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             with autocast_to(dtype, "cpu"):
-                loss = trainer.compute_loss(model, batch)
+                loss = loss_fn(model, batch)
             loss.backward()
             optimizer.step()
             return time.perf_counter() - start
 
         with FlopCounterMode(display=False) as counter, autocast_to(torch.float32, "cpu"):
-            trainer.compute_loss(model, batches[0]).backward()
+            loss_fn(model, batches[0]).backward()
         flops_per_molecule = counter.get_total_flops() / len(batches[0]["input_ids"])
         times: dict[str, list[float]] = {label: [] for label in DTYPES}
         for index, batch in enumerate(batches):
@@ -176,8 +164,11 @@ def esol_probe(seeds: int) -> dict[str, Any]:
     return summary
 
 
-def pilot(train_file: str, eval_file: str, steps: int, out: Path) -> dict[str, Any]:
-    """The same pilot pre-training in float32 and in bf16 (same seed): held-out reconstruction."""
+def pilot(
+    train_file: str, eval_file: str, steps: int, out: Path, threads: int | None = None
+) -> dict[str, Any]:
+    """The same pilot pre-training in float32 and in bf16 (same seed), and in float32 with another
+    seed, each a ``cmim pretrain`` process with ``threads`` torch threads: held-out reconstruction."""
     recipe = [
         "--train-file", train_file, "--eval-file", eval_file, "--max-eval-samples", "1000",
         "--max-train-samples", str(steps * 64), "--hidden-size", "128", "--encoder-layers", "2",
@@ -187,24 +178,20 @@ def pilot(train_file: str, eval_file: str, steps: int, out: Path) -> dict[str, A
         "--lr-scheduler", "cosine", "--warmup-steps", "100", "--max-steps", str(steps),
         "--save-steps", str(steps), "--prior-molecules", "0", "--num-proc", "1",
     ]  # fmt: skip
+    labels = {
+        "float32": ["--seed", "0"],
+        "bf16": ["--seed", "0", "--bf16"],
+        "float32, seed 1": ["--seed", "1"],
+    }
+    runs = {
+        label: PretrainRun(out / label.replace(", ", "_").replace(" ", ""), [*recipe, *extra])
+        for label, extra in labels.items()
+    }
+    # A finished run of this --out is reused; each run logs to <out>/<its folder>.log.
+    pretrain({run.output_dir.name: run for run in runs.values()}, logs=out, threads=threads)
     results = {}
-    runs = {"float32": ["--seed", "0"], "bf16": ["--seed", "0", "--bf16"], "float32, seed 1": ["--seed", "1"]}
-    for label, extra in runs.items():
-        run = out / label.replace(", ", "_").replace(" ", "")
-        if not (run / "pretrain_results.json").is_file():  # a finished run of this --out is reused
-            command = [
-                sys.executable,
-                "-m",
-                "cmim_hf.cli",
-                "pretrain",
-                *recipe,
-                "--output-dir",
-                str(run),
-                "--overwrite",
-                *extra,
-            ]
-            subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-        record = json.loads((run / "pretrain_results.json").read_text())
+    for label, run in runs.items():
+        record = run.results()
         held_out = record["held_out"]
         results[label] = {
             "token_accuracy": round(held_out["eval_token_accuracy"], 4),
@@ -215,13 +202,13 @@ def pilot(train_file: str, eval_file: str, steps: int, out: Path) -> dict[str, A
     results["token_accuracy_difference"] = round(accuracy["bf16"] - accuracy["float32"], 4)
     results["seed_difference"] = round(accuracy["float32, seed 1"] - accuracy["float32"], 4)
     results["command"] = "cmim pretrain " + shlex.join(recipe) + " --seed 0 [--bf16] / --seed 1"
+    results["threads"] = threads
     return results
 
 
 def save(record: dict[str, Any], path: Path) -> None:
     """Write the record so far (each part is saved as soon as it is measured)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(record, path)
 
 
 def markdown(record: dict[str, Any]) -> str:
@@ -236,16 +223,15 @@ def markdown(record: dict[str, Any]) -> str:
             f"Matmul {record['peak_size']}^2: float32 {peak['float32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s.",
             "",
         ]
-        lines += [
-            "| model | parameters | float32 mol/s | bf16 mol/s | speedup | bf16 GFLOP/s (fraction of the bf16 matmul peak) |"
-        ]
-        lines += ["|---|---|---|---|---|---|"]
-        for name, row in record["training"].items():
-            fraction = row["bf16_gflops"] / peak["bf16"]
-            lines.append(
-                f"| {name} | {row['parameters'] / 1e6:.1f} M | {row['float32_molecules_per_s']} | "
-                f"{row['bf16_molecules_per_s']} | {row['speedup']}x | {row['bf16_gflops']} ({fraction:.0%}) |"
-            )
+        header = ["model", "parameters", "float32 mol/s", "bf16 mol/s", "speedup",
+                  "bf16 GFLOP/s (fraction of the bf16 matmul peak)"]  # fmt: skip
+        rows = [
+            [name, f"{row['parameters'] / 1e6:.1f} M", row["float32_molecules_per_s"],
+             row["bf16_molecules_per_s"], f"{row['speedup']}x",
+             f"{row['bf16_gflops']} ({row['bf16_gflops'] / peak['bf16']:.0%})"]
+            for name, row in record["training"].items()
+        ]  # fmt: skip
+        lines.append(markdown_table(header, rows))
         emb = record["embedding"]
         lines += ["", f"Embedding (shipped checkpoint, batch {record['embedding_batch_size']}): float32 "
                   f"{emb['float32_molecules_per_s']} mol/s, bf16 {emb['bf16_molecules_per_s']} mol/s ({emb['speedup']}x).", ""]  # fmt: skip
@@ -266,15 +252,13 @@ def markdown(record: dict[str, Any]) -> str:
         ]
     if "pilot" in record:
         pilot_record = record["pilot"]
-        lines += [
-            "| pilot | held-out token accuracy | exact | wall time (s, 1 thread, shared machine) |",
-            "|---|---|---|---|",
+        header = ["pilot", "held-out token accuracy", "exact",
+                  f"wall time (s, {pilot_record.get('threads', 1)} thread(s), shared machine)"]  # fmt: skip
+        rows = [
+            [label, *(pilot_record[label][key] for key in ("token_accuracy", "exact_match", "wall_time_s"))]
+            for label in ("float32", "bf16", "float32, seed 1")
         ]
-        for label in ("float32", "bf16", "float32, seed 1"):
-            row = pilot_record[label]
-            lines.append(
-                f"| {label} | {row['token_accuracy']} | {row['exact_match']} | {row['wall_time_s']} |"
-            )
+        lines.append(markdown_table(header, rows))
         lines += ["", f"Difference (bf16 - float32, seed 0): {pilot_record['token_accuracy_difference']}; "
                   f"seed to seed in float32 (seed 1 - seed 0): {pilot_record['seed_difference']}.",
                   f"Pilot command: `{pilot_record['command']}`", ""]  # fmt: skip
@@ -282,9 +266,7 @@ def markdown(record: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--parts", default="speed,quality,pilot", help="comma-separated: speed, quality, pilot"
     )
@@ -299,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embed-molecules", type=int, default=2000)
     parser.add_argument("--embedding-batch-size", type=int, default=256)
     parser.add_argument("--pilot-steps", type=int, default=800)
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bf16")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bf16")
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
@@ -309,10 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     record: dict[str, Any] = json.loads(args.json.read_text()) if args.json.is_file() else {}
-    command = "python benchmarks/bf16.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = command_line(__file__, argv)
     record.setdefault("commands", {}).update({part: command for part in parts})
     record["machine"] = f"torch {torch.__version__}, CPU with AVX512-BF16"
-    smiles = pd.read_csv(args.eval_file)["SMILES"].tolist()
+    smiles = read_smiles(args.eval_file)
     normalized = [normalize_smiles(s, "canonical_nostereo") for s in smiles]
     tokenizer = CMIMTokenizer(model_max_length=1024)
     if "speed" in parts:
@@ -340,10 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     if "pilot" in parts:
         if not args.train_file:
             parser.error("--parts pilot needs --train-file")
-        record["pilot"] = pilot(args.train_file, args.eval_file, args.pilot_steps, args.out)
+        record["pilot"] = pilot(args.train_file, args.eval_file, args.pilot_steps, args.out, args.threads)
         save(record, args.json)
     if args.markdown:
-        args.markdown.write_text(markdown(record))
+        write_text(markdown(record), args.markdown)
     print(markdown(record))
     return 0
 

@@ -21,19 +21,18 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shlex
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
+from common import MOSES_SAMPLE, argument_parser, command_line, publish, read_smiles
 
 from cmim_hf import DEFAULT_CHECKPOINT, chem
 from cmim_hf.checkpoints import load_model_for_generation
-from cmim_hf.evaluation.reports import write_json
+from cmim_hf.evaluation.reports import markdown_table
 from cmim_hf.generation import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -46,10 +45,9 @@ from cmim_hf.generation import (
 from cmim_hf.generation.grammar import SmilesGrammarLogitsProcessor
 from cmim_hf.models.cmim.tokenization_cmim import split_smiles
 
-MOSES_SAMPLE = (
-    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
-)
 FAILURE_KINDS = ("syntax", "kekulization", "valence", "aromaticity", "other")
+TABLE_COLUMNS = ("decodes", "grammar", "valid", "syntax", "syntax, ended", "kekulization", "valence",
+                 "aromaticity", "other", "cut off", "decode steps", "wall s", "processor s")  # fmt: skip
 
 
 def failure(smiles: str) -> tuple[str, str] | None:
@@ -164,7 +162,24 @@ def run_both(name: str, decode: Any, args: argparse.Namespace, tokenizer: Any) -
     return record
 
 
+def _table_row(row: dict[str, Any], label: str, key: str) -> list[str]:
+    invalid = [row["invalid"]["syntax"], row["syntax_errors_ended_with_eos"]]
+    invalid += [row["invalid"][kind] for kind in FAILURE_KINDS[1:]]
+    processor = f"{row['processor_seconds']:.1f}" if "processor_seconds" in row else ""
+    return [
+        f"{label} ({row['molecules']})", "on" if key == "constrained" else "off", f"{row['validity']:.3f}",
+        *map(str, invalid), str(row["cut_off_at_max_new_tokens"]), str(row["decode_steps"]),
+        f"{row['seconds']:.1f}", processor,
+    ]  # fmt: skip
+
+
 def markdown(record: dict[str, Any]) -> str:
+    """The record as Markdown: the decodes table, the syntax errors left, the time and the changes."""
+    rows = [
+        _table_row(record[name][key], label, key)
+        for name, label in (("prior", "aggregate prior"), ("reconstruction", "reconstruction"))
+        for key in ("unconstrained", "constrained")
+    ]
     lines = [
         f"Command: `{record['command']}`",
         "",
@@ -180,22 +195,8 @@ def markdown(record: dict[str, Any]) -> str:
         "<eos> (invalid unless complete by chance); *syntax, ended*: syntax errors among decodes that "
         "ended with <eos>.",
         "",
-        "| decodes | grammar | valid | syntax | syntax, ended | kekulization | valence | aromaticity | other "
-        "| cut off | decode steps | wall s | processor s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        markdown_table(TABLE_COLUMNS, rows),
     ]
-    for name, label in (("prior", "aggregate prior"), ("reconstruction", "reconstruction")):
-        for key in ("unconstrained", "constrained"):
-            row = record[name][key]
-            counts = [row["invalid"]["syntax"], row["syntax_errors_ended_with_eos"]]
-            counts += [row["invalid"][kind] for kind in FAILURE_KINDS[1:]]
-            invalid = " | ".join(map(str, counts))
-            processor = f"{row['processor_seconds']:.1f}" if "processor_seconds" in row else ""
-            lines.append(
-                f"| {label} ({row['molecules']}) | {'on' if key == 'constrained' else 'off'} | "
-                f"{row['validity']:.3f} | {invalid} | {row['cut_off_at_max_new_tokens']} | "
-                f"{row['decode_steps']} | {row['seconds']:.1f} | {processor} |"
-            )
     lines += [
         "",
         "Exact reconstructions: "
@@ -238,9 +239,7 @@ def markdown(record: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--model", default=DEFAULT_CHECKPOINT, help="cMIM checkpoint folder (default: shipped)"
     )
@@ -266,15 +265,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         return result.smiles, {}
 
-    molecules = pd.read_csv(MOSES_SAMPLE)["SMILES"].tolist()[: args.reconstructions]
+    molecules = read_smiles(MOSES_SAMPLE, limit=args.reconstructions)
 
     def reconstruct_molecules(constrained: bool) -> tuple[list[str], dict[str, Any]]:
         result = reconstruct(model, tokenizer, molecules, grammar_constrained=constrained, **options)
         return result.smiles, {"exact_match": result.exact_match}
 
     record = {
-        "command": "python benchmarks/constrained_decoding.py "
-        + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": command_line(__file__, argv),
         "model": os.path.relpath(args.model) if Path(args.model).is_dir() else str(args.model),
         "sampler": "aggregate posterior" if prior is not None else "standard normal",
         "max_new_tokens": args.max_new_tokens,
@@ -284,12 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     record["reconstruction"] = run_both("reconstruction", reconstruct_molecules, args, tokenizer)
     record["load_average"] = [load_before, os.getloadavg()[0]]
-    table = markdown(record)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        write_json(record, args.json)
-        args.json.with_suffix(".md").write_text(table, encoding="utf-8")
-    print(table)
+    publish(record, args.json, markdown(record))
     return record
 
 

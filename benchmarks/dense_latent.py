@@ -25,19 +25,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
+from common import argument_parser, command_line, read_smiles, write_text
 
 from cmim_hf.checkpoints import load_model_for_generation
 from cmim_hf.chem import normalize_smiles
 from cmim_hf.evaluation.moses_metrics import moses_metrics
+from cmim_hf.evaluation.reports import markdown_table, write_json
 from cmim_hf.generation import (
     AggregatePosterior,
     encode_smiles,
@@ -50,6 +49,7 @@ from cmim_hf.training.latent_stats import latent_activity
 SIMILARITY_BAND = (0.4, 0.7)
 BAND_TARGET = 0.55
 REPORTED = ("Valid", "Unique@1k", "Unique@10k", "Novelty", "FCD/Test", "SNN/Test", "IntDiv", "Filters")
+TABLE_METRICS = ("Valid", "Unique@10k", "Novelty", "FCD/Test", "SNN/Test", "IntDiv", "Filters")
 
 
 def neighbourhood_at(result: Any, n_seeds: int) -> dict[str, float]:
@@ -115,39 +115,32 @@ def evaluate(folder: str, molecules: list[str], args: argparse.Namespace) -> dic
     }
 
 
+def _row(label: str, row: dict[str, Any]) -> list[str]:
+    near = row["neighbourhood"]
+    near_text = (
+        f"{near['valid']:.3f} / {near['unique']:.3f} ({near['tanimoto_to_seed']:.2f})"
+        if near
+        else "none in band"
+    )
+    moses = [row["moses"].get(name) for name in TABLE_METRICS]
+    return [label, str(row["posterior_floor_sigma"]), f"{row['exact_reconstruction']:.3f}",
+            *("n/a" if value is None else f"{value:.3f}" for value in moses),
+            str(row["neighbourhood_radius"]), near_text, str(row["active_directions"])]  # fmt: skip
+
+
 def markdown(record: dict[str, Any]) -> str:
-    lines = [
-        "# Reconstruction against generation",
-        "",
-        f"`{record['command']}`",
-        "",
+    """The grid as Markdown: what was measured, then one row per checkpoint."""
+    header = ["model", "floor sigma", "exact", *TABLE_METRICS, "radius",
+              "neighbourhood valid / unique (Tanimoto)", "active directions"]  # fmt: skip
+    rows = [_row(label, row) for label, row in record["rows"].items()]
+    measured = (
         f"Exact reconstruction of {record['reconstruct']} MOSES-test molecules (greedy, z = mu); MOSES "
         f"metrics of {record['samples']} samples from the default sampler (greedy); neighbourhood: "
         f"{record['neighbours']} samples around each of {record['seeds']} molecules at the radius "
-        f"where the mean Tanimoto to the seed is in [0.4, 0.7].",
-        "",
-        "| model | floor sigma | exact | Valid | Unique@10k | Novelty | FCD/Test | SNN/Test | IntDiv | Filters "
-        "| radius | neighbourhood valid / unique (Tanimoto) | active directions |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for label, row in record["rows"].items():
-        moses = row["moses"]
-        near = row["neighbourhood"]
-        near_text = (
-            f"{near['valid']:.3f} / {near['unique']:.3f} ({near['tanimoto_to_seed']:.2f})"
-            if near
-            else "none in band"
-        )
-        values = [
-            moses.get(name, float("nan"))
-            for name in ("Valid", "Unique@10k", "Novelty", "FCD/Test", "SNN/Test", "IntDiv", "Filters")
-        ]
-        lines.append(
-            f"| {label} | {row['posterior_floor_sigma']} | {row['exact_reconstruction']:.3f} | "
-            + " | ".join(f"{v:.3f}" for v in values)
-            + f" | {row['neighbourhood_radius']} | {near_text} | {row['active_directions']} |"
-        )
-    return "\n".join(lines) + "\n"
+        f"where the mean Tanimoto to the seed is in [0.4, 0.7]."
+    )
+    sections = ["# Reconstruction against generation", f"`{record['command']}`", measured]
+    return "\n\n".join([*sections, markdown_table(header, rows)]) + "\n"
 
 
 def frontier_plot(record: dict[str, Any], path: Path) -> None:
@@ -180,9 +173,7 @@ def frontier_plot(record: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--model", action="append", required=True, metavar="LABEL=DIR")
     parser.add_argument("--eval-file", required=True, help="held-out molecules (MOSES test)")
     parser.add_argument("--reconstruct", type=int, default=2000)
@@ -200,15 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    column = pd.read_csv(args.eval_file, nrows=0).columns[0]
-    raw = pd.read_csv(args.eval_file, usecols=[column], nrows=max(args.reconstruct, args.seeds))[
-        column
-    ].tolist()
+    raw = read_smiles(args.eval_file, limit=max(args.reconstruct, args.seeds))
     molecules = [normalize_smiles(s, "canonical_nostereo") for s in raw]
     record: dict[str, Any] = {"rows": {}}
     if args.append and args.json.is_file():
         record = json.loads(args.json.read_text())
-    command = "python benchmarks/dense_latent.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = command_line(__file__, argv)
     record.update(
         command=command,
         reconstruct=args.reconstruct,
@@ -220,10 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         label, _, folder = spec.partition("=")
         record["rows"][label] = evaluate(folder, molecules, args)
         record["rows"][label]["command"] = command
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=2, default=float) + "\n")
+        write_json(record, args.json)  # after each checkpoint: a long run keeps what it measured
     if args.markdown:
-        args.markdown.write_text(markdown(record))
+        write_text(markdown(record), args.markdown)
     if args.plot:
         frontier_plot(record, args.plot)
     print(markdown(record))

@@ -28,17 +28,14 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from common import MOSES_SAMPLE, argument_parser, random_cmim, read_smiles
 from transformers import pipeline
 
-from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
+from cmim_hf import CMIMTokenizer
 from cmim_hf.checkpoints import load_model_and_tokenizer
 from cmim_hf.chem import ecfp4
 from cmim_hf.embedding import CMIMEmbedder
 from cmim_hf.models.cmim.pipelines import InformativeFeatureExtractionPipeline
-
-DEFAULT_DATA = (
-    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
-)
 
 
 def build_model(args: argparse.Namespace) -> tuple[torch.nn.Module, object]:
@@ -46,17 +43,8 @@ def build_model(args: argparse.Namespace) -> tuple[torch.nn.Module, object]:
     if args.model:
         return load_model_and_tokenizer(args.model)
     tokenizer = CMIMTokenizer()
-    torch.manual_seed(0)
-    config = CMIMConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=args.hidden_size,
-        encoder_layers=args.num_layers,
-        decoder_layers=args.num_layers,
-        num_attention_heads=4,
-        ffn_dim=4 * args.hidden_size,
-        dropout=0.0,
-    )
-    return CMIMForConditionalGeneration(config).eval(), tokenizer
+    size = args.hidden_size
+    return random_cmim(tokenizer, size, args.num_layers, 4, 4 * size, seed=0, dropout=0.0).eval(), tokenizer
 
 
 def timed(run: Callable[[], object], n: int) -> float:
@@ -84,7 +72,7 @@ def bare_forward(model: torch.nn.Module, tokenizer, smiles: list[str], batch_siz
 def throughput(args: argparse.Namespace) -> None:
     model, tokenizer = build_model(args)
     model.to(args.device)
-    smiles = pd.read_csv(args.data)["SMILES"].tolist()[: args.n]
+    smiles = read_smiles(args.data, limit=args.n)
     n, bs = len(smiles), args.batch_size
     warm = smiles[:bs]
     embedder = CMIMEmbedder(model, tokenizer, batch_size=bs, device=args.device, progress=False)
@@ -172,15 +160,13 @@ def rss(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--model", default=None, help="checkpoint folder (default: a random cMIM)")
     parser.add_argument("--hidden-size", type=int, default=128, help="random cMIM width (default 128)")
     parser.add_argument(
         "--num-layers", type=int, default=3, help="random cMIM encoder = decoder layers (default 3)"
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CSV with a SMILES column")
+    parser.add_argument("--data", type=Path, default=MOSES_SAMPLE, help="CSV with a SMILES column")
     parser.add_argument("--n", type=int, default=5000, help="molecules to embed")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--stock-n", type=int, default=1000, help="molecules for the (slow) stock pipeline")

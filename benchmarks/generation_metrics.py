@@ -10,22 +10,18 @@ novelty), neighbourhood samples, active units and participation ratio of the cod
 
 from __future__ import annotations
 
-import argparse
-import json
-import shlex
 import sys
 from pathlib import Path
 
+from common import argument_parser, command_line, publish
+
 from cmim_hf import DEFAULT_CHECKPOINT
 from cmim_hf.evaluation.generative import generative_metrics
-from cmim_hf.evaluation.reports import write_json
 from cmim_hf.training.corpus import load_smiles_corpus
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--model", default=DEFAULT_CHECKPOINT, help="cMIM checkpoint folder")
     parser.add_argument(
         "--eval-file", type=Path, required=True, help="held-out molecules (first rows are used)"
@@ -43,13 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.novelty_reference is not None:
         reference = list(load_smiles_corpus(args.novelty_reference, limit=args.novelty_rows)["smiles"])
     metrics = generative_metrics(args.model, held_out, args.n_samples, args.radius, args.seed, reference)
-    metrics["command"] = "python benchmarks/generation_metrics.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        write_json(metrics, args.json)
-    print(json.dumps(metrics, indent=2))
+    metrics["command"] = command_line(__file__, argv)
+    publish(metrics, args.json)
     return 0
 
 

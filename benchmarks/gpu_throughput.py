@@ -23,7 +23,6 @@ Defaults: d=512, 6+6 layers, 8 heads, FFN 2048, K=4 latents of 32, batch 512, bf
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -33,13 +32,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import common
 import torch
+from train_throughput import count_step_flops, load_batches, matmul_peak_gflops
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_throughput import DEFAULT_DATA, count_step_flops, load_batches, matmul_peak_gflops  # noqa: E402
-
-from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer  # noqa: E402
-from cmim_hf.training.trainer import CMIMTrainer, CMIMTrainingArguments  # noqa: E402
+from cmim_hf import CMIMTokenizer
+from cmim_hf.evaluation.reports import write_json
 
 # Dense peak TFLOP/s per GPU (NVIDIA data sheets, SXM where there are variants): bf16, TF32.
 PEAK_TFLOPS: dict[str, dict[str, float]] = {
@@ -56,25 +54,16 @@ CPU_SMOKE = ["--device", "cpu", "--precision", "fp32", "--hidden-size", "32", "-
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="autocast dtype")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--hidden-size", type=int, default=512)
-    parser.add_argument("--layers", type=int, default=6, help="encoder layers = decoder layers")
-    parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--ffn-dim", type=int, default=2048)
+    common.add_size_options(parser, hidden_size=512, layers=6, heads=8, ffn_dim=2048)
     parser.add_argument("--num-latents", type=int, default=4)
     parser.add_argument("--latent-size", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=30, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=5, help="discarded steps (compilation happens here)")
+    common.add_step_options(parser, batch_size=512, steps=30, warmup=5)
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
     parser.add_argument("--peak-seconds", type=float, default=3.0, help="CPU: duration of the matmul peak")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CSV with a SMILES column")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--cpu-smoke", action="store_true", help="reduced CPU mode: a tiny model, 3 steps")
     args = parser.parse_args(argv)
@@ -101,35 +90,13 @@ def peak_flops(device: torch.device, precision: str, given_tflops: float | None,
 
 def build(args: argparse.Namespace, tokenizer: CMIMTokenizer, device: torch.device, workdir: str):
     """The model on ``device`` (compiled if asked) and its CMIMTrainer loss path."""
-    torch.manual_seed(args.seed)
-    config = CMIMConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=args.hidden_size,
-        encoder_layers=args.layers,
-        decoder_layers=args.layers,
-        num_attention_heads=args.heads,
-        ffn_dim=args.ffn_dim,
-        num_latents=args.num_latents,
-        latent_size=args.latent_size,
-        attn_implementation="sdpa",
-    )
-    model = CMIMForConditionalGeneration(config).train()
-    training_args = CMIMTrainingArguments(
-        output_dir=workdir,
-        objective="cmim",
-        latent_warmup_steps=0,
-        use_cpu=device.type == "cpu",
-        report_to="none",
-        disable_tqdm=True,
-    )
-    trainer = CMIMTrainer(model=model, args=training_args)  # places the model on the device
+    model = common.random_cmim(
+        tokenizer, args.hidden_size, args.layers, args.heads, args.ffn_dim, seed=args.seed,
+        num_latents=args.num_latents, latent_size=args.latent_size, attn_implementation="sdpa",
+    )  # fmt: skip
+    loss_fn, _ = common.cmim_training_loss(model.train(), workdir, device)  # the trainer places the model
     model.to(device)
     runnable = torch.compile(model) if args.compile else model
-
-    def loss_fn(m: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        molecules = torch.tensor(batch["input_ids"].shape[0], device=device)
-        return trainer.compute_loss(m, batch, num_items_in_batch=molecules)
-
     return model, runnable, loss_fn
 
 
@@ -166,8 +133,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     seconds = sum(times)
     achieved = sum(flops) / seconds
     results = {
-        "command": "python benchmarks/gpu_throughput.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": common.command_line(__file__, argv),
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else platform.processor() or "cpu",
@@ -189,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "last_loss": float(loss.detach()),
     }
     if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(results, args.json)
     mfu = f"{results['mfu']:.1%}" if results["mfu"] is not None else "n/a"
     print(
         f"{results['device']}, {args.precision}{', compiled' if args.compile else ''}: "

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from common import PretrainRun, argument_parser, command_line, pretrain, write_text
+
 from cmim_hf.checkpoints import load_model_for_generation
+from cmim_hf.evaluation import reports
 from cmim_hf.generation import encode_smiles
 from cmim_hf.training.corpus import load_smiles_corpus
 from cmim_hf.training.latent_stats import latent_activity
@@ -37,6 +36,7 @@ BASE_ARGS = [
 ]  # fmt: skip
 
 K4_DETERMINISTIC = ["--num-latents", "4", "--latent-size", "32", "--deterministic-steps", "1000"]
+RECIPE = [*K4_DETERMINISTIC, "--max-length", "1024"]  # the recipe without length-grouped batches
 # name -> (what changes, extra `cmim pretrain` options). The baseline starts the posterior at its
 # floor, which is the model's initialisation since issue 12.
 PILOTS: dict[str, tuple[str, list[str]]] = {
@@ -57,31 +57,19 @@ PILOTS: dict[str, tuple[str, list[str]]] = {
     "k4-deterministic-1000": ("K = 4 latents of size 32, z = mu for the first 1,000 steps", K4_DETERMINISTIC),
     "recipe": (
         "K = 4 x 32, z = mu first 1,000 steps, 1,024 positions, length-grouped batches",
-        [*K4_DETERMINISTIC, "--max-length", "1024", "--group-by-length"],
+        [*RECIPE, "--group-by-length"],
     ),
-    "recipe-ungrouped": (
-        "K = 4 x 32, z = mu first 1,000 steps, 1,024 positions (random batches)",
-        [*K4_DETERMINISTIC, "--max-length", "1024"],
-    ),
-    "recipe-floor-0.1": (
-        "recipe-ungrouped with the log-variance floor at -4.6 (sigma 0.1)",
-        [*K4_DETERMINISTIC, "--max-length", "1024", "--logvar-min", "-4.6"],
-    ),
-    "recipe-floor-0.14": (
-        "recipe-ungrouped with the log-variance floor at -3.9 (sigma 0.14)",
-        [*K4_DETERMINISTIC, "--max-length", "1024", "--logvar-min", "-3.9"],
-    ),
-    "recipe-floor-0.17": (
-        "recipe-ungrouped with the log-variance floor at -3.5 (sigma 0.17)",
-        [*K4_DETERMINISTIC, "--max-length", "1024", "--logvar-min", "-3.5"],
-    ),
-    "recipe-floor-0.2": (
-        "recipe-ungrouped with the log-variance floor at -3.2 (sigma 0.2)",
-        [*K4_DETERMINISTIC, "--max-length", "1024", "--logvar-min", "-3.2"],
-    ),
+    "recipe-ungrouped": ("K = 4 x 32, z = mu first 1,000 steps, 1,024 positions (random batches)", RECIPE),
+    **{
+        f"recipe-floor-{sigma}": (
+            f"recipe-ungrouped with the log-variance floor at {logvar_min} (sigma {sigma})",
+            [*RECIPE, "--logvar-min", logvar_min],
+        )
+        for sigma, logvar_min in (("0.1", "-4.6"), ("0.14", "-3.9"), ("0.17", "-3.5"), ("0.2", "-3.2"))
+    },
     "recipe-sampled": (
         "recipe-ungrouped with MolMIM's sampled posterior (log-variance ~ U(-6, 0) in training)",
-        [*K4_DETERMINISTIC, "--max-length", "1024", "--posterior", "sampled"],
+        [*RECIPE, "--posterior", "sampled"],
     ),
     "learned-1024": ("learned positions, 1,024 of them", ["--max-length", "1024"]),
     "rotary-1024": (
@@ -89,50 +77,24 @@ PILOTS: dict[str, tuple[str, list[str]]] = {
         ["--position-embedding", "rotary", "--max-length", "1024"],
     ),
 }
-COLUMNS = (
-    "pilot",
-    "change",
-    "recon loss",
-    "token accuracy",
-    "exact",
-    "active units",
-    "active directions",
-    "participation ratio",
-)
+COLUMNS = ("pilot", "change", "recon loss", "token accuracy", "exact", "active units", "active directions",
+           "participation ratio")  # fmt: skip
 
 
 def pilot_argv(name: str, args: argparse.Namespace) -> list[str]:
-    run_dir = args.out / name
-    argv = [
-        "pretrain", "--train-file", str(args.train_file), "--eval-file", str(args.eval_file),
-        "--max-eval-samples", str(args.eval_molecules), "--output-dir", str(run_dir),
-        "--max-steps", str(args.max_steps), "--save-steps", str(args.save_steps),
-        "--max-train-samples", str(args.max_steps * 64), "--seed", str(args.seed),
-        *BASE_ARGS, *PILOTS[name][1], *args.extra,
+    """The ``cmim pretrain`` options of a pilot (its folder is ``<out>/<name>``)."""
+    return [
+        "--train-file", str(args.train_file), "--eval-file", str(args.eval_file),
+        "--max-eval-samples", str(args.eval_molecules), "--max-steps", str(args.max_steps),
+        "--save-steps", str(args.save_steps), "--max-train-samples", str(args.max_steps * 64),
+        "--seed", str(args.seed), *BASE_ARGS, *PILOTS[name][1], *args.extra,
     ]  # fmt: skip
-    return argv + (["--resume"] if any(run_dir.glob("checkpoint-*")) else [])
 
 
 def run_pilots(names: list[str], args: argparse.Namespace) -> None:
     """Run the unfinished pilots, ``--jobs`` at a time, one thread each, logging to <out>/<name>.log."""
-    todo = [n for n in names if not (args.out / n / "pretrain_results.json").is_file()]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    running: dict[str, subprocess.Popen] = {}
-    failed = []
-    while todo or running:
-        while todo and len(running) < args.jobs:
-            name = todo.pop(0)
-            log = (args.out / f"{name}.log").open("a", encoding="utf-8")
-            command = [sys.executable, "-m", "cmim_hf.cli", *pilot_argv(name, args)]
-            running[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        time.sleep(5)
-        for name, process in list(running.items()):
-            if process.poll() is not None:
-                del running[name]
-                if process.returncode != 0:
-                    failed.append(name)
-    if failed:
-        raise SystemExit(f"pilots failed: {', '.join(failed)} (see {args.out}/<name>.log)")
+    runs = {name: PretrainRun(args.out / name, pilot_argv(name, args)) for name in names}
+    pretrain(runs, logs=args.out, jobs=args.jobs, threads=1)
 
 
 def pilot_row(name: str, run_dir: Path, held_out_smiles: list[str]) -> dict[str, Any]:
@@ -155,20 +117,18 @@ def pilot_row(name: str, run_dir: Path, held_out_smiles: list[str]) -> dict[str,
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The pilots' table (:data:`COLUMNS`), one row per pilot."""
+
     def cell(value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
         return "" if value is None else str(value)
 
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in COLUMNS) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return reports.markdown_table(COLUMNS, [[cell(row[c]) for c in COLUMNS] for row in rows]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--train-file", type=Path, required=True, help="pre-training corpus (.csv.gz)")
     parser.add_argument("--eval-file", type=Path, required=True, help="held-out molecules")
     parser.add_argument("--out", type=Path, required=True, help="one folder per pilot, and the tables")
@@ -189,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     finished = [n for n in PILOTS if (args.out / n / "pretrain_results.json").is_file()]
     held_out = list(load_smiles_corpus(args.eval_file, limit=args.eval_molecules)["smiles"])
     rows = [pilot_row(n, args.out / n, held_out) for n in finished]
-    command = "python benchmarks/latent_pilots.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    (args.out / "pilots.json").write_text(json.dumps({"command": command, "pilots": rows}, indent=2))
-    (args.out / "pilots.md").write_text(f"`{command}`\n\n" + markdown_table(rows))
+    command = command_line(__file__, argv)
+    reports.write_json({"command": command, "pilots": rows}, args.out / "pilots.json")
+    write_text(f"`{command}`\n\n" + markdown_table(rows), args.out / "pilots.md")
     print(markdown_table(rows))
     return 0
 

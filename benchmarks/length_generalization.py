@@ -12,17 +12,16 @@ corpus, has at most 56 tokens per molecule, so every longer molecule is outside 
 
 from __future__ import annotations
 
-import argparse
-import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+from common import argument_parser, command_line, publish
 
 from cmim_hf import chem
 from cmim_hf.checkpoints import load_model_for_generation
+from cmim_hf.evaluation.reports import markdown_table
 from cmim_hf.evaluation.tasks import BUILTIN_TASKS, load_task
 from cmim_hf.models.cmim.modeling_cmim import prepare_decoder_inputs
 
@@ -74,27 +73,25 @@ def measure(model: Any, tokenizer: Any, molecules: list[str], batch_size: int) -
 
 
 def markdown(results: dict[str, Any]) -> str:
+    """One row per model; per bucket, encodable / all molecules and the token accuracy."""
     models = results["models"]
     buckets = list(next(iter(models.values()))["buckets"])
-    lines = ["| model | " + " | ".join(f"{b} tokens: encodable, token acc." for b in buckets) + " |"]
-    lines.append("|---" * (len(buckets) + 1) + "|")
-    for name, report in models.items():
-        cells = []
-        for bucket in buckets:
-            values = report["buckets"][bucket]
-            accuracy = values["token_accuracy"]
-            cells.append(
-                f"{values['encodable']}/{values['molecules']}, "
-                + ("—" if accuracy is None else f"{accuracy:.3f}")
-            )
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+
+    def cell(values: dict[str, Any]) -> str:
+        accuracy = values["token_accuracy"]
+        return f"{values['encodable']}/{values['molecules']}, " + (
+            "—" if accuracy is None else f"{accuracy:.3f}"
+        )
+
+    header = ["model", *(f"{bucket} tokens: encodable, token acc." for bucket in buckets)]
+    rows = [
+        [name, *(cell(report["buckets"][bucket]) for bucket in buckets)] for name, report in models.items()
+    ]
+    return markdown_table(header, rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--model", action="append", required=True, metavar="NAME=PATH", help="checkpoint to measure"
     )
@@ -103,20 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results (and a .md table beside it)")
     args = parser.parse_args(argv)
     molecules = task_molecules(args.tasks.split(","))
-    command = "python benchmarks/length_generalization.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = command_line(__file__, argv)
     results: dict[str, Any] = {"command": command, "molecules": len(molecules), "models": {}}
     for spec in args.model:
         name, _, path = spec.partition("=")
         model, tokenizer = load_model_for_generation(path, device="cpu")
         results["models"][name] = {"path": path, **measure(model, tokenizer, molecules, args.batch_size)}
-    table = markdown(results)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        args.json.with_suffix(".md").write_text(f"`{command}`\n\n{table}")
-    print(table)
+    publish(results, args.json, f"`{command}`\n\n{markdown(results)}")
     return 0
 
 

@@ -5,9 +5,10 @@ Both strategies take their batches from ``CMIMTrainer.get_train_dataloader`` exa
 Transformers' ``LengthGroupedSampler`` sorts mega-batches of 50 batches by length). Reported:
 
 - padding: the fraction of token slots that are padding, over ``--padding-batches`` batches;
-- molecules/s: ``--steps`` training steps (forward, cMIM loss, backward, AdamW) of the shipped
-  checkpoint's architecture on those batches, the two strategies alternating step by step so that
-  drifts of the machine hit both alike; the first ``--warmup`` steps of each are discarded.
+- molecules/s: ``--steps`` training steps (forward, cMIM loss, backward, AdamW) of a model of the
+  shipped checkpoint's sizes (d=128, 3+3 layers, FFN 512; one latent) on those batches, the two
+  strategies alternating step by step so that drifts of the machine hit both alike; the first
+  ``--warmup`` steps of each are discarded.
 
     python benchmarks/length_grouping.py --corpus ../shared/data/pretrain/moses_train.csv.gz \
         --molecules 200000 --batch-size 128 --steps 60 --json runs/length_grouping.json
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import shlex
 import sys
 import tempfile
 import time
@@ -26,16 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from common import MOSES_SAMPLE, argument_parser, command_line, publish, random_cmim
 from datasets import Dataset
 
-from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
-from cmim_hf.evaluation.reports import write_json
+from cmim_hf import CMIMTokenizer
 from cmim_hf.training.corpus import load_smiles_corpus
 from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
-DEFAULT_CORPUS = (
-    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
-)
 STRATEGIES = ("random", "group_by_length")
 
 
@@ -47,25 +43,17 @@ def padding_fraction(attention_masks: list[torch.Tensor]) -> float:
 
 def make_trainer(
     strategy: str, dataset: Dataset, tokenizer: CMIMTokenizer, args: argparse.Namespace, out: str
-):
-    torch.manual_seed(args.seed)
-    config = CMIMConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        encoder_layers=3,
-        decoder_layers=3,
-        num_attention_heads=4,
-        ffn_dim=512,
-        dropout=0.0,
-        max_position_embeddings=128,
-    )  # fmt: skip  (the shipped checkpoint's architecture)
+) -> CMIMTrainer:
+    """A trainer of a fresh seeded model whose data loader draws batches with ``strategy``."""
+    # d=128, 3+3 layers, 4 heads, FFN 512: the shipped checkpoint's sizes (one latent, 128 positions)
+    model = random_cmim(tokenizer, 128, 3, 4, 512, seed=args.seed, dropout=0.0, max_position_embeddings=128)
     training_args = CMIMTrainingArguments(
         output_dir=out, per_device_train_batch_size=args.batch_size, train_sampling_strategy=strategy,
         dataloader_drop_last=True, report_to="none", use_cpu=True, seed=args.seed, latent_warmup_steps=0,
         dataloader_pin_memory=False,
     )  # fmt: skip
     return CMIMTrainer(
-        model=CMIMForConditionalGeneration(config),
+        model=model,
         args=training_args,
         train_dataset=dataset,
         data_collator=CMIMDataCollator(tokenizer),
@@ -114,12 +102,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--corpus", type=Path, default=DEFAULT_CORPUS, help="SMILES corpus (.csv/.csv.gz/.smi)"
-    )
+    parser = argument_parser(__doc__)
+    parser.add_argument("--corpus", type=Path, default=MOSES_SAMPLE, help="SMILES corpus (.csv/.csv.gz/.smi)")
     parser.add_argument("--molecules", type=int, default=5000, help="first N molecules of the corpus")
     parser.add_argument("--batch-size", type=int, default=128, help="molecules per batch")
     parser.add_argument(
@@ -134,14 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = measure(args)
-    results["command"] = "python benchmarks/length_grouping.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    results["command"] = command_line(__file__, argv)
     results["threads"] = torch.get_num_threads()
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        write_json(results, args.json)
-    print(json.dumps(results, indent=2))
+    publish(results, args.json)
     return 0
 
 

@@ -16,18 +16,17 @@ be added one at a time; ``--model`` may be left out to re-render the table from 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from common import argument_parser, run_cmim, write_text
+
 from cmim_hf.evaluation.reports import markdown_table, write_json
-from cmim_hf.outputs import atomic_output
 
 # MOSES (Polykovskiy et al., Front. Pharmacol. 2020, Table 2): Valid, Unique@10k, FCD/Test, Novelty.
 BASELINES: dict[str, dict[str, float]] = {
@@ -41,19 +40,14 @@ COLUMNS = ["Valid", "Unique@10k", "FCD/Test", "FCD/TestSF", "SNN/Test", "Frag/Te
            "Filters", "Novelty"]  # fmt: skip
 
 
-def _cmim(*argv: str) -> str:
-    """Run ``cmim ARGV`` as a user does; its command line."""
-    subprocess.run([sys.executable, "-m", "cmim_hf.cli", *argv], check=True)
-    return "cmim " + " ".join(shlex.quote(a) for a in argv)
-
-
 def measure(
     name: str, model: str, n: int, seed: int, n_jobs: int, keep: Path | None, reuse: bool = False
 ) -> dict[str, Any]:
     """Sample ``n`` molecules from ``model`` with the default settings and score them.
 
-    With ``reuse``, samples this command left in ``keep`` earlier (``NAME.csv``) are scored again
-    instead of being drawn again; the row then has no sampling time.
+    With ``reuse``, what this command left in ``keep`` earlier is used again instead of being redone:
+    the samples (``NAME.csv``; the row then has no sampling time) and, when they are newer than the
+    samples, their metrics (``NAME.json``), so an interrupted table goes on where it stopped.
     """
     with tempfile.TemporaryDirectory() as scratch:
         folder = keep or Path(scratch)
@@ -62,13 +56,15 @@ def measure(
         sample_argv = ["sample", "-n", str(n), "--seed", str(seed), "--model", model, "-o", str(samples)]
         started = time.time()
         if reuse and samples.is_file():
-            sample, sampled_s = "cmim " + " ".join(shlex.quote(a) for a in sample_argv), None
+            sample, sampled_s = "cmim " + shlex.join(sample_argv), None
         else:
-            sample = _cmim(*sample_argv, "--overwrite")
+            sample = run_cmim(*sample_argv, "--overwrite")
             sampled_s = round(time.time() - started, 1)
-        evaluate = _cmim(
-            "evaluate-samples", str(samples), "-o", str(metrics), "--overwrite", "--n-jobs", str(n_jobs)
-        )
+        evaluate_argv = ["evaluate-samples", str(samples), "-o", str(metrics), "--n-jobs", str(n_jobs)]
+        if reuse and metrics.is_file() and metrics.stat().st_mtime > samples.stat().st_mtime:
+            evaluate = "cmim " + shlex.join(evaluate_argv)
+        else:
+            evaluate = run_cmim(*evaluate_argv, "--overwrite")
         report = json.loads(metrics.read_text())
     return {
         "model": model,
@@ -104,9 +100,7 @@ def render(rows: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--model", action="append", default=[], metavar="NAME=CHECKPOINT", help="a row to measure"
     )
@@ -121,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reuse-samples",
         action="store_true",
-        help="score the NAME.csv already in --keep-samples instead of sampling again",
+        help="use the NAME.csv (and NAME.json) already in --keep-samples instead of redoing them",
     )
     parser.add_argument("--json", type=Path, required=True, help="the rows (earlier rows are kept)")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
@@ -141,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(rows)
     print(text)
     if args.markdown:
-        with atomic_output(args.markdown) as partial:
-            partial.write_text(text, encoding="utf-8")
+        write_text(text, args.markdown)
     return 0
 
 

@@ -18,11 +18,8 @@ canonical training set, once per machine and RDKit version; evaluating the 30k s
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
-import shlex
 import sys
 import time
 from collections import Counter
@@ -33,8 +30,10 @@ from pathlib import Path
 import numpy as np
 import rdkit
 import torch
+from common import argument_parser, command_line, publish
 
 from cmim_hf.evaluation import moses_metrics as mm
+from cmim_hf.evaluation.reports import markdown_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # MOSES' published metrics of its training set ("Train" row, README); Novelty is 0 by definition
@@ -56,6 +55,15 @@ PUBLISHED_TRAIN = {
     "Filters": 1.0,
     "Novelty": 0.0,
 }
+COMPARISON_COLUMNS = (
+    "metric",
+    "MOSES Train",
+    "30k sample",
+    "whole train",
+    "compared",
+    "difference",
+    "within",
+)
 TOLERANCE = {name: 0.05 if name.startswith("FCD") else 0.01 for name in PUBLISHED_TRAIN}
 # Metrics taken from part 2 (the whole training set); all others from the 30k sample.
 SIZE_DEPENDENT = ("FCD/Test", "FCD/TestSF", "Scaf/Test")
@@ -92,8 +100,28 @@ def _fcd_by_size(
     return result
 
 
+def _comparison_row(report: dict, name: str) -> list[str]:
+    whole = report["whole_train"]
+    return [
+        name,
+        str(PUBLISHED_TRAIN[name]),
+        f"{report['sample_30k'][name]:.4f}",
+        f"{whole[name]:.4f}" if name in whole else "",
+        f"{report['compared'][name]:.4f}",
+        f"{report['difference'][name]:+.4f}",
+        "yes" if report["within_tolerance"][name] else "**no**",
+    ]
+
+
+def _fcd_rows(report: dict) -> list[list[str]]:
+    """FCD/Test and FCD/TestSF at each size of FCD_SIZES, then extrapolated to the whole set."""
+    by_size = {name: report["fcd_by_size"][name]["by_size"] for name in ("FCD/Test", "FCD/TestSF")}
+    rows = [[f"{n:,}", *(f"{values[str(n)]:.4f}" for values in by_size.values())] for n in FCD_SIZES]
+    whole = [f"{report['whole_train'][name]:.4f}" for name in by_size]
+    return [*rows, [f"{report['train_molecules']:,} (extrapolated)", *whole]]
+
+
 def _markdown(report: dict) -> str:
-    sample, whole = report["sample_30k"], report["whole_train"]
     lines = [
         "# MOSES metrics of the MOSES training set vs MOSES' published Train row",
         "",
@@ -107,31 +135,12 @@ def _markdown(report: dict) -> str:
         f"molecules; FCD at {', '.join(f'{n:,}' for n in FCD_SIZES)} molecules extrapolated in 1/n to "
         f"{report['train_molecules']:,}). All other metrics come from the 30k sample.",
         "",
-        "| metric | MOSES Train | 30k sample | whole train | compared | difference | within |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, published in PUBLISHED_TRAIN.items():
-        whole_value = f"{whole[name]:.4f}" if name in whole else ""
-        compared, difference = report["compared"][name], report["difference"][name]
-        ok = "yes" if report["within_tolerance"][name] else "**no**"
-        lines.append(
-            f"| {name} | {published} | {sample[name]:.4f} | {whole_value} | {compared:.4f} | {difference:+.4f} | {ok} |"
-        )
-    fcd = report["fcd_by_size"]
-    lines += [
+        markdown_table(COMPARISON_COLUMNS, [_comparison_row(report, name) for name in PUBLISHED_TRAIN]),
         "",
         "FCD by number of training molecules evaluated:",
         "",
-        "| n | FCD/Test | FCD/TestSF |",
-        "|---|---|---|",
+        markdown_table(["n", "FCD/Test", "FCD/TestSF"], _fcd_rows(report)),
     ]
-    for n in map(str, FCD_SIZES):
-        lines.append(
-            f"| {int(n):,} | {fcd['FCD/Test']['by_size'][n]:.4f} | {fcd['FCD/TestSF']['by_size'][n]:.4f} |"
-        )
-    lines.append(
-        f"| {report['train_molecules']:,} (extrapolated) | {whole['FCD/Test']:.4f} | {whole['FCD/TestSF']:.4f} |"
-    )
     timing = report["timing_seconds"]
     lines += [
         "",
@@ -151,9 +160,7 @@ def _markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
     parser.add_argument("--n-jobs", type=int, default=1, help="processes for RDKit and threads for torch")
     parser.add_argument(
@@ -229,12 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
         },
         "date": date.today().isoformat(),
-        "command": f"OMP_NUM_THREADS={args.n_jobs} python benchmarks/moses_reference.py {shlex.join(arguments)}",
+        "command": f"OMP_NUM_THREADS={args.n_jobs} {command_line(__file__, arguments)}",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(_markdown(report))
-    print(_markdown(report))
+    publish(report, args.out.with_suffix(".json"), _markdown(report))
     return 0 if report["all_within_tolerance"] else 1
 
 

@@ -1,7 +1,7 @@
 """The paper's comparison, measured with our own models (issue 7), in one resumable script.
 
 1. Pre-trains three models with the same architecture, steps, batch size and seed, one per
-   objective (cMIM, MIM, InfoNCE), with ``cmim_hf.training.pretrain`` (each run resumes from its last
+   objective (cMIM, MIM, InfoNCE), each a ``cmim pretrain`` process (each run resumes from its last
    checkpoint when re-run, so the script can be interrupted and restarted across sessions).
 2. Measures the cMIM model's generative quality on held-out molecules: greedy exact-match
    reconstruction (z = mu), validity/uniqueness of prior samples, validity of neighbourhood samples.
@@ -40,15 +40,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from common import PretrainRun, argument_parser, command_line, pretrain, write_text
 
 from cmim_hf.checkpoints import load_model_for_generation
 from cmim_hf.evaluation.benchmark import run_benchmark
@@ -59,13 +57,12 @@ from cmim_hf.evaluation.comparison import (
     paper_claims,
     select_featurizers,
 )
-from cmim_hf.evaluation.featurizers import CMIMFeaturizer
+from cmim_hf.evaluation.featurizers import CheckpointFeaturizer
 from cmim_hf.evaluation.generative import generative_metrics
-from cmim_hf.evaluation.reports import write_json
+from cmim_hf.evaluation.reports import markdown_table, write_json
 from cmim_hf.generation import AggregatePosterior
 from cmim_hf.model_card import save_for_hub, write_model_card
 from cmim_hf.training.corpus import load_smiles_corpus
-from cmim_hf.training.pretrain import main as pretrain_main
 
 OBJECTIVES = ("cmim", "mim", "infonce")
 CARD_MODEL_NAME = "cmim-moses-small-v2"
@@ -98,45 +95,31 @@ GENERATION_COLUMNS = (
 
 
 def _pretrain_argv(objective: str, args: argparse.Namespace) -> list[str]:
-    """`cmim pretrain` options of one run (resumes when the run folder has a checkpoint)."""
-    run_dir = args.out / objective
-    argv = [
-        "--train-file", str(args.train_file),
-        "--output-dir", str(run_dir),
-        "--objective", objective,
-        "--max-steps", str(args.max_steps),
-        "--batch-size", str(args.batch_size),
-        "--save-steps", str(args.save_steps),
-        "--seed", str(args.seed),
-        "--eval-file", str(args.eval_file),
-        "--max-eval-samples", str(args.n_reconstruct),
-        *args.model_args,
+    """`cmim pretrain` options of one run (its folder is ``<out>/<objective>``)."""
+    return [
+        "--train-file", str(args.train_file), "--objective", objective, "--max-steps", str(args.max_steps),
+        "--batch-size", str(args.batch_size), "--save-steps", str(args.save_steps), "--seed", str(args.seed),
+        "--eval-file", str(args.eval_file), "--max-eval-samples", str(args.n_reconstruct), *args.model_args,
     ]  # fmt: skip
-    return argv + (["--resume"] if any(run_dir.glob("checkpoint-*")) else [])
 
 
 def pretrain_all(args: argparse.Namespace) -> dict[str, Path]:
-    """One pre-training run per objective, skipped when finished; returns the final model folders.
+    """One pre-training run per objective (finished runs are kept, interrupted ones resume from their
+    last checkpoint); returns the final model folders.
 
     With ``--parallel`` the runs go concurrently, one single-threaded process each (on a small CPU
     model, three 1-thread processes beat three runs one after another on all threads), each
-    logging to ``<out>/<objective>.log``.
+    logging to ``<out>/<objective>.log``; without, one after another, printing to this console.
     """
-    todo = [o for o in OBJECTIVES if not (args.out / o / "final" / "config.json").is_file()]
-    if args.parallel and todo:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        processes = {}
-        for objective in todo:
-            log = (args.out / f"{objective}.log").open("a", encoding="utf-8")
-            command = [sys.executable, "-m", "cmim_hf.cli", "pretrain", *_pretrain_argv(objective, args)]
-            processes[objective] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        failed = [o for o, process in processes.items() if process.wait() != 0]
-        if failed:
-            raise SystemExit(f"pre-training failed for {', '.join(failed)}: see {args.out}/<objective>.log")
+    runs = {
+        objective: PretrainRun(args.out / objective, _pretrain_argv(objective, args))
+        for objective in OBJECTIVES
+    }
+    if args.parallel:
+        pretrain(runs, logs=args.out, jobs=len(runs), threads=1)
     else:
-        for objective in todo:
-            pretrain_main(_pretrain_argv(objective, args))
-    return {objective: args.out / objective / "final" for objective in OBJECTIVES}
+        pretrain(runs)
+    return {objective: run.output_dir / "final" for objective, run in runs.items()}
 
 
 def pretraining_record(run_dir: Path) -> dict[str, Any]:
@@ -178,8 +161,8 @@ def downstream(finals: dict[str, Path], split: str, seeds: int, args: argparse.N
     groups: dict[str, dict[str, Any]] = {"ecfp4": {"ECFP4": "ecfp4"}}
     for objective, final in finals.items():
         groups[objective] = {
-            f"{objective} mu": CMIMFeaturizer(final, embedding="latent"),
-            f"{objective} informative": CMIMFeaturizer(final, embedding="informative"),
+            f"{objective} mu": CheckpointFeaturizer(final, embedding="latent"),
+            f"{objective} informative": CheckpointFeaturizer(final, embedding="informative"),
         }
     parts = []
     for group, featurizers in groups.items():
@@ -219,65 +202,58 @@ def add_baseline(record: dict[str, Any], args: argparse.Namespace) -> None:
     record["baseline"] = {"results": str(args.baseline), "label": label}
 
 
-def comparison_markdown(record: dict[str, Any]) -> str:
-    """The comparison as Markdown: generative figures, headline tables per probe, checked claims."""
-    lines = [
-        "# cMIM vs MIM vs InfoNCE vs ECFP4 (benchmarks/paper_comparison.py)",
-        "",
-        f"`{record['command']}`",
-        "",
-    ]
-    lines += [
-        "## Pre-training",
-        "",
-        "| " + " | ".join(PRETRAINING_COLUMNS) + " |",
-        "|---" * len(PRETRAINING_COLUMNS) + "|",
-    ]
-    for objective, run in record["pretraining"].items():
-        losses, held_out = run["last_logged_losses"], run.get("held_out", {})
-        cells = [
-            objective, f"{run['parameters']:,}", run["steps"], f"{run['molecules_seen']:,}", f"{run['wall_time_s']:.0f}",
-            *(f"{losses.get(f'loss/{term}', float('nan')):.4f}" for term in ("reconstruction", "latent", "contrastive")),
-            f"{held_out.get('eval_token_accuracy', float('nan')):.4f}",
-        ]  # fmt: skip
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+def _pretraining_row(objective: str, run: dict[str, Any]) -> list[str]:
+    losses, held_out = run["last_logged_losses"], run.get("held_out", {})
+    terms = ("reconstruction", "latent", "contrastive")
+    return [
+        objective, f"{run['parameters']:,}", str(run["steps"]), f"{run['molecules_seen']:,}",
+        f"{run['wall_time_s']:.0f}", *(f"{losses.get(f'loss/{term}', float('nan')):.4f}" for term in terms),
+        f"{held_out.get('eval_token_accuracy', float('nan')):.4f}",
+    ]  # fmt: skip
+
+
+def _loss_curve_table(record: dict[str, Any]) -> str | None:
+    """Reconstruction loss by step (every ``CURVE_EVERY`` steps and the last), one column per run."""
     curves = {objective: run.get("loss_curve", []) for objective, run in record["pretraining"].items()}
     steps = sorted({entry["step"] for curve in curves.values() for entry in curve})
     shown = [step for step in steps if step % CURVE_EVERY == 0 or step == steps[-1]]
-    if shown:
-        lines += ["", "Reconstruction loss (per token, training batches) by step:", ""]
-        lines += ["| step | " + " | ".join(curves) + " |", "|---" * (len(curves) + 1) + "|"]
-        for step in shown:
-            values = [
-                next((f"{e['loss/reconstruction']:.4f}" for e in curve if e["step"] == step), "n/a")
-                for curve in curves.values()
-            ]
-            lines.append(f"| {step} | " + " | ".join(values) + " |")
-    lines += ["", "## Generation (greedy, z = mu)", ""]
-    lines += [
-        "| model | " + " | ".join(GENERATION_COLUMNS) + " |",
-        "|---" * (len(GENERATION_COLUMNS) + 1) + "|",
+    if not shown:
+        return None
+
+    def loss_at(curve: list[dict[str, Any]], step: int) -> str:
+        return next((f"{e['loss/reconstruction']:.4f}" for e in curve if e["step"] == step), "n/a")
+
+    rows = [[str(step), *(loss_at(curve, step) for curve in curves.values())] for step in shown]
+    return markdown_table(["step", *curves], rows)
+
+
+def comparison_markdown(record: dict[str, Any]) -> str:
+    """The comparison as Markdown: generative figures, headline tables per probe, checked claims."""
+    pretraining = [_pretraining_row(objective, run) for objective, run in record["pretraining"].items()]
+    generation = [
+        [model, *("—" if metrics.get(c) is None else f"{metrics[c]:.3f}" for c in GENERATION_COLUMNS)]
+        for model, metrics in record["generation"].items()
     ]
-    for objective, metrics in record["generation"].items():
-        cells = ("—" if metrics.get(c) is None else f"{metrics[c]:.3f}" for c in GENERATION_COLUMNS)
-        lines.append(f"| {objective} | " + " | ".join(cells) + " |")
+    sections = [
+        "# cMIM vs MIM vs InfoNCE vs ECFP4 (benchmarks/paper_comparison.py)",
+        f"`{record['command']}`",
+        "## Pre-training",
+        markdown_table(PRETRAINING_COLUMNS, pretraining),
+    ]
+    curve = _loss_curve_table(record)
+    if curve is not None:
+        sections += ["Reconstruction loss (per token, training batches) by step:", curve]
+    sections += ["## Generation (greedy, z = mu)", markdown_table(["model", *GENERATION_COLUMNS], generation)]
     benchmarks = record["downstream"]
     featurizers = list(next(iter(benchmarks.values()))["config"]["featurizers"])
     for probe in record["probes"]:
-        lines += [
-            "",
-            f"## Downstream, {probe.upper()} probe",
-            "",
-            headline_table(benchmarks, probe, featurizers),
-        ]
-    lines += ["", "## The paper's claims", "", claims_table(record["claims"]), ""]
-    return "\n".join(lines)
+        sections += [f"## Downstream, {probe.upper()} probe", headline_table(benchmarks, probe, featurizers)]
+    sections += ["## The paper's claims", claims_table(record["claims"])]
+    return "\n\n".join(sections) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--train-file", type=Path, help="pre-training corpus (required unless --rerender-card)"
     )
@@ -326,9 +302,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metavar="JSON",
         help="the previous cmim checkpoint's figures from benchmarks/generation_metrics.py (generation table)",
     )
-    parser.add_argument(
-        "--baseline-label", default="first checkpoint", help="prefix of the baseline's rows in the tables"
-    )
+    parser.add_argument("--baseline-label", default="first checkpoint", help="label of the baseline's rows")
     parser.add_argument(
         "--rerender-card",
         type=Path,
@@ -364,9 +338,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.time()
 
     finals = pretrain_all(args)
-    record: dict[str, Any] = {
-        "command": shlex.join(["python", "benchmarks/paper_comparison.py", *sys.argv[1:]])
-    }
+    record: dict[str, Any] = {"command": command_line(__file__, argv)}
     record["arguments"] = {k: str(v) for k, v in vars(args).items()}
     record["pretraining"] = {objective: pretraining_record(args.out / objective) for objective in OBJECTIVES}
     record["generation"] = {
@@ -388,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]
     record["wall_time_s"] = round(time.time() - started, 1)
     write_json(record, args.out / "comparison_results.json")
-    (args.out / "comparison.md").write_text(comparison_markdown(record), encoding="utf-8")
+    write_text(comparison_markdown(record), args.out / "comparison.md")
     if args.results:
         args.results.mkdir(parents=True, exist_ok=True)
         for name in ("comparison_results.json", "comparison.md"):

@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-MOLECULES = REPO / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+from common import MOSES_SAMPLE, REPO, argument_parser, write_text
+
 COMMANDS = {
     "sample": ["sample", "-n", "{n}", "--seed", "0"],
     "interpolate": ["interpolate", "CCO", "c1ccccc1", "--steps", "{n}"],
@@ -47,7 +47,7 @@ def child(command: str, n: int, decoder: str, model: str) -> dict:
     from cmim_hf.generation import sampling
 
     if decoder == "lookup":
-        pool = pd.read_csv(MOLECULES)["SMILES"].tolist()
+        pool = pd.read_csv(MOSES_SAMPLE)["SMILES"].tolist()
         handed_out = [0]
 
         def lookup_decode(model, tokenizer, z, *options, **keywords) -> list[str]:
@@ -99,9 +99,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--n", type=int, nargs="+", default=[1_000, 100_000, 1_000_000])
     parser.add_argument("--commands", nargs="+", choices=sorted(COMMANDS), default=sorted(COMMANDS))
     parser.add_argument("--decoder", choices=["lookup", "model"], default="lookup")
@@ -123,11 +121,13 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             rows.append(row)
     if args.json is not None:
+        from cmim_hf.evaluation.reports import write_json
+
         kept = json.loads(args.json.read_text())["rows"] if args.json.exists() else []
         rows = [r for r in kept if r["label"] != args.label] + rows
-        args.json.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+        write_json({"rows": rows}, args.json)
     if args.markdown is not None:
-        args.markdown.write_text(markdown(rows))
+        write_text(markdown(rows), args.markdown)
     print(markdown(rows))
 
 

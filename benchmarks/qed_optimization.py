@@ -35,24 +35,24 @@ import hashlib
 import json
 import math
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
+from common import argument_parser, command_line, write_text
 from rdkit import Chem, rdBase
 from rdkit.Chem import QED
 from transformers import PreTrainedModel
 
 from cmim_hf import resolve_checkpoint
 from cmim_hf.checkpoints import load_model_for_generation
-from cmim_hf.evaluation.reports import write_json
+from cmim_hf.evaluation.reports import markdown_table, write_json
 from cmim_hf.generation import OptimizationResult, optimize, tanimoto_similarity
 from cmim_hf.outputs import atomic_output
 from cmim_hf.training.corpus import load_smiles_corpus
@@ -61,11 +61,13 @@ SEED_QED_RANGE = (0.7, 0.8)
 QED_TARGET = 0.9
 SIMILARITY_THRESHOLD = 0.4
 SEED_COLUMNS = ["smiles", "qed", "source_row"]
+TABLE_COLUMNS = ("model", "success rate", "mean improvement", "similarity of successes",
+                 "seeds with a feasible decode", "valid decodes", "wall time")  # fmt: skip
 
 
-@dataclass(frozen=True)
-class SeedMolecule:
-    """A seed of the task: its SMILES, QED and row in the file it was chosen from."""
+class SeedMolecule(NamedTuple):
+    """A seed of the task: its SMILES, QED and row in the file it was chosen from (a row of the seeds
+    CSV)."""
 
     smiles: str
     qed: float
@@ -211,7 +213,7 @@ def read_seeds(path: Path) -> list[SeedMolecule]:
 def write_seeds(seeds: Sequence[SeedMolecule], path: Path) -> None:
     """Write the seeds as CSV (smiles, qed, source_row), atomically."""
     with atomic_output(path) as partial:
-        pd.DataFrame([asdict(s) for s in seeds], columns=SEED_COLUMNS).to_csv(partial, index=False)
+        pd.DataFrame(list(seeds), columns=SEED_COLUMNS).to_csv(partial, index=False)
 
 
 def run_model(
@@ -288,6 +290,19 @@ def _cell(value: float | None, error: float | None = None, digits: int = 3) -> s
     return f"{value:.{digits}f}" + (f" ± {error:.{digits}f}" if error else "")
 
 
+def _table_row(run: dict[str, Any]) -> list[str]:
+    s = run["summary"]
+    return [
+        run["label"],
+        f"{_cell(s['success_rate'], s['success_rate_error'])} ({s['successes']}/{s['seeds']})",
+        _cell(s["mean_improvement"], s["mean_improvement_error"]),
+        _cell(s["success_similarity"]),
+        f"{s['seeds_with_feasible']}/{s['seeds']}",
+        _cell(s["valid_decode_fraction"]),
+        f"{run['wall_time_s'] / 60:.1f} min",
+    ]
+
+
 def markdown(record: dict[str, Any]) -> str:
     """The results page: the task as run, one table row per model, each run's command."""
     settings = record["settings"]
@@ -305,18 +320,8 @@ def markdown(record: dict[str, Any]) -> str:
         f"{settings['max_new_tokens']} tokens, search seed {settings['search_seed']}. Score: QED where the "
         "similarity reaches the threshold, similarity - 1 below it, a penalty for invalid decodes.",
         "",
-        "| model | success rate | mean improvement | similarity of successes | seeds with a feasible decode "
-        "| valid decodes | wall time |",
-        "|---|---|---|---|---|---|---|",
+        markdown_table(TABLE_COLUMNS, [_table_row(run) for run in record["runs"]]),
     ]
-    for run in record["runs"]:
-        s = run["summary"]
-        lines.append(
-            f"| {run['label']} | {_cell(s['success_rate'], s['success_rate_error'])} "
-            f"({s['successes']}/{s['seeds']}) | {_cell(s['mean_improvement'], s['mean_improvement_error'])} "
-            f"| {_cell(s['success_similarity'])} | {s['seeds_with_feasible']}/{s['seeds']} "
-            f"| {_cell(s['valid_decode_fraction'])} | {run['wall_time_s'] / 60:.1f} min |"
-        )
     lines += [
         "",
         "± is one standard error over seeds. Mean improvement: best feasible QED - seed QED "
@@ -344,9 +349,7 @@ def _positive(text: str) -> int:
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--model",
         action="append",
@@ -413,9 +416,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         max_new_tokens=args.max_new_tokens,
         search_seed=args.search_seed,
     )
-    command = "python benchmarks/qed_optimization.py " + shlex.join(
-        list(argv) if argv is not None else sys.argv[1:]
-    )
+    command = command_line(__file__, argv)
     previous = json.loads(args.json.read_text(encoding="utf-8")) if args.append else None
     runs = [run_model(*parse_model(spec), seeds, settings, command) for spec in args.model]
     record = merge_runs(previous, settings, runs)
@@ -423,8 +424,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     if args.json:
         write_json(record, args.json)
     if args.markdown:
-        with atomic_output(args.markdown) as partial:
-            partial.write_text(table, encoding="utf-8")
+        write_text(table, args.markdown)
     print(table)
     return record
 

@@ -24,18 +24,16 @@ sigma of mu has no reason to decode codes further away.
 
 from __future__ import annotations
 
-import argparse
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from common import argument_parser, command_line, publish
 
 from cmim_hf import DEFAULT_CHECKPOINT
 from cmim_hf.checkpoints import load_model_for_generation
-from cmim_hf.evaluation.reports import write_json
+from cmim_hf.evaluation.reports import markdown_table
 from cmim_hf.generation import (
     AggregatePosterior,
     GenerationResult,
@@ -74,36 +72,28 @@ def posterior_width(logvar: torch.Tensor, floor: float | None) -> dict[str, floa
     return width
 
 
+def _cells(row: dict[str, Any]) -> list[str]:
+    values = (row["validity"], row["uniqueness"], row["novelty"], row.get("seed_similarity"))
+    return [row["sampler"], f"{row['spread']:g}", *("" if v is None else f"{v:.3f}" for v in values)]
+
+
 def markdown(record: dict[str, Any]) -> str:
+    """The command, the posterior's width and one table row per sampler setting."""
     width = record["posterior"]
-    lines = [
+    floor = (
+        f", {width['share_at_floor']:.1%} of log-variances at the floor" if "share_at_floor" in width else ""
+    )
+    header = ["sampler", "scale / radius", "valid", "unique", "novel", "similarity to seed"]
+    sections = [
         f"Command: `{record['command']}`",
-        "",
-        f"Posterior width on {record['held_out']} held-out molecules: mean sigma "
-        f"{width['mean_sigma']:.3f}"
-        + (
-            f", {width['share_at_floor']:.1%} of log-variances at the floor"
-            if "share_at_floor" in width
-            else ""
-        ),
-        "",
-        "| sampler | scale / radius | valid | unique | novel | similarity to seed |",
-        "|---|---|---|---|---|---|",
+        f"Posterior width on {record['held_out']} held-out molecules: mean sigma {width['mean_sigma']:.3f}{floor}",
+        markdown_table(header, [_cells(row) for row in record["rows"]]),
     ]
-    for row in record["rows"]:
-        cells = [row["validity"], row["uniqueness"], row["novelty"], row.get("seed_similarity")]
-        lines.append(
-            f"| {row['sampler']} | {row['spread']:g} | "
-            + " | ".join("" if c is None else f"{c:.3f}" for c in cells)
-            + " |"
-        )
-    return "\n".join(lines) + "\n"
+    return "\n\n".join(sections) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--model", default=DEFAULT_CHECKPOINT, help="cMIM checkpoint folder")
     parser.add_argument("--eval-file", type=Path, required=True, help="held-out molecules (first rows)")
     parser.add_argument("--n", type=int, default=300, help="codes per row (and neighbourhood seeds / 10)")
@@ -113,10 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--radii", default="0.5,0.2,0.1,0.05", help="comma-separated neighbourhood radii")
     parser.add_argument("--seed", type=int, default=0, help="seed of the codes drawn")
     parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=128,
-        help="longest decode (capped at the position table): a code off the manifold can decode without <eos>",
+        "--max-new-tokens", type=int, default=128, help="longest decode (capped at the position table)"
     )
     parser.add_argument("--novelty-reference", type=Path, help="training molecules, for novelty")
     parser.add_argument("--novelty-rows", type=int, help="use the first N rows of the reference")
@@ -151,19 +138,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         rows.append(sampler_row("neighbourhood", radius, result, known))
     record = {
-        "command": "python benchmarks/sampler_sweep.py "
-        + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": command_line(__file__, argv),
         "model": str(args.model),
         "held_out": len(held_out),
         "posterior": posterior_width(logvar, getattr(model.config, "logvar_min", None)),
         "rows": rows,
     }
-    table = markdown(record)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        write_json(record, args.json)
-        args.json.with_suffix(".md").write_text(table, encoding="utf-8")
-    print(table)
+    publish(record, args.json, markdown(record))
     return record
 
 

@@ -10,24 +10,22 @@ for all four rows; the table goes to ``<out>/normalization.md`` with the harness
 
 from __future__ import annotations
 
-import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
+
+from common import argument_parser, command_line, write_text
 
 from cmim_hf import DEFAULT_CHECKPOINT
 from cmim_hf.evaluation.benchmark import run_benchmark
 from cmim_hf.evaluation.comparison import headline_table
-from cmim_hf.evaluation.featurizers import CMIMFeaturizer
+from cmim_hf.evaluation.featurizers import CheckpointFeaturizer
 
 TASKS = ("esol", "freesolv", "lipo", "bace", "bbbp")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--model", default=DEFAULT_CHECKPOINT, help="cMIM checkpoint folder")
     parser.add_argument("--out", type=Path, required=True, help="folder of the reports")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated built-in tasks")
@@ -38,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-molecules", type=int, help="subsample each task (quick runs only)")
     args = parser.parse_args(argv)
     featurizers = {
-        f"{label} {mode}": CMIMFeaturizer(args.model, embedding=embedding, normalize=normalize)
+        f"{label} {mode}": CheckpointFeaturizer(args.model, embedding=embedding, normalize=normalize)
         for label, embedding in (("informative", "informative"), ("mu", "latent"))
         for mode, normalize in (("normalized", True), ("as written", False))
     }
@@ -54,11 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         progress=False,
     )
     merged = json.loads((args.out / "results.json").read_text(encoding="utf-8"))  # as the harness wrote it
-    command = "python benchmarks/smiles_normalization.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = command_line(__file__, argv)
     table = headline_table({args.split: merged}, args.probe, list(featurizers))
-    (args.out / "normalization.md").write_text(f"`{command}`\n\n{table}", encoding="utf-8")
+    write_text(f"`{command}`\n\n{table}", args.out / "normalization.md")
     print(table)
     return 0
 

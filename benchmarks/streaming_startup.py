@@ -15,19 +15,16 @@ Writes one JSON record per run and a Markdown table (``--out``/``streaming_start
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from common import argument_parser, command_line, run_cmim, thread_env, write_text
 
-from cmim_hf.evaluation.reports import write_json
+from cmim_hf.evaluation import reports
 
 MODEL = ["--hidden-size", "128", "--encoder-layers", "3", "--decoder-layers", "3", "--ffn-dim", "512",
          "--num-attention-heads", "4", "--num-latents", "4", "--latent-size", "32",
@@ -48,39 +45,33 @@ def corpus_of(source: Path, rows: int, folder: Path) -> tuple[Path, int]:
 
 def run_once(corpus: Path, mode: str, run_folder: Path, threads: int, batch_size: int) -> dict[str, Any]:
     """One ``cmim pretrain --max-steps 1`` in a fresh process; its start-up measurements."""
-    command = [sys.executable, "-m", "cmim_hf.cli", "pretrain", "--train-file", str(corpus),
-               "--output-dir", str(run_folder / "run"), "--overwrite", "--max-steps", "1", "--save-steps", "1000",
-               "--warmup-steps", "0", "--prior-molecules", "0", "--batch-size", str(batch_size), *MODEL,
-               *MODES[mode]]  # fmt: skip
-    env = {**os.environ, "HF_HOME": str(run_folder / "hf_home"), "HF_HUB_OFFLINE": "1",
-           "OMP_NUM_THREADS": str(threads)}  # fmt: skip
+    argv = ["pretrain", "--train-file", str(corpus), "--output-dir", str(run_folder / "run"), "--overwrite",
+            "--max-steps", "1", "--save-steps", "1000", "--warmup-steps", "0", "--prior-molecules", "0",
+            "--batch-size", str(batch_size), *MODEL, *MODES[mode]]  # fmt: skip
+    env = thread_env(threads, HF_HOME=str(run_folder / "hf_home"), HF_HUB_OFFLINE="1")
     started = time.time()
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
-    if result.returncode != 0:
-        raise RuntimeError(f"{shlex.join(command)} failed:\n{result.stderr[-3000:]}")
+    command = run_cmim(*argv, env=env, capture=True, timeout=3600)
     results = json.loads((run_folder / "run" / "pretrain_results.json").read_text())
     return {
         "time_to_first_step_s": results["time_to_first_step_s"],
         "peak_rss_mib": results["peak_rss_mib"],
         "process_wall_s": round(time.time() - started, 1),
-        "command": shlex.join(command),
+        "command": command,
     }
 
 
 def markdown_table(records: list[dict[str, Any]]) -> str:
-    lines = ["| corpus rows | mode | time to first step (s) | peak RSS (MiB) |", "|---|---|---|---|"]
-    for record in records:
-        lines.append(
-            f"| {record['corpus_rows']:,} | {record['mode']} | {record['time_to_first_step_s']:.1f} "
-            f"| {record['peak_rss_mib']:.0f} |"
-        )
-    return "\n".join(lines) + "\n"
+    """One row per run: corpus rows, mode, time to the first step and peak RSS."""
+    header = ["corpus rows", "mode", "time to first step (s)", "peak RSS (MiB)"]
+    rows = [
+        [f"{r['corpus_rows']:,}", r["mode"], f"{r['time_to_first_step_s']:.1f}", f"{r['peak_rss_mib']:.0f}"]
+        for r in records
+    ]
+    return reports.markdown_table(header, rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--corpus", required=True, help="CSV/CSV.GZ SMILES corpus (MOSES train)")
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 0], help="corpus sizes; 0: whole")
     parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=sorted(MODES))
@@ -102,14 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(json.dumps(record), flush=True)
             records.append(record)
-    command = shlex.join(
-        ["python", "benchmarks/streaming_startup.py", *(sys.argv[1:] if argv is None else argv)]
-    )
-    summary = {"command": command, "threads": args.threads, "runs": records}
-    write_json(summary, out / "streaming_startup.json")
+    summary = {"command": command_line(__file__, argv), "threads": args.threads, "runs": records}
+    reports.write_json(summary, out / "streaming_startup.json")
     if args.json:
-        write_json(summary, args.json)
-    (out / "streaming_startup.md").write_text(markdown_table(records))
+        reports.write_json(summary, args.json)
+    write_text(markdown_table(records), out / "streaming_startup.md")
     print(markdown_table(records))
     return 0
 

@@ -36,11 +36,9 @@ Target (issue 3, section 5): cMIM >= 0.95x BART molecules/s on CPU at the defaul
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -48,17 +46,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
+from common import (
+    add_size_options,
+    add_step_options,
+    argument_parser,
+    cmim_training_loss,
+    command_line,
+    random_cmim,
+    read_smiles,
+)
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from transformers import BartConfig, BartForConditionalGeneration
 
 from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
-from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
+from cmim_hf.evaluation.reports import write_json
+from cmim_hf.training.trainer import CMIMDataCollator
 
-DEFAULT_DATA = (
-    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
-)
 TARGET_RATIO = 0.95
 
 Batch = dict[str, torch.Tensor]
@@ -72,20 +76,13 @@ LossFn = Callable[[torch.nn.Module, Batch], torch.Tensor]
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options (defaults: d=256, 4+4 layers, 4 heads, FFN 1024, batch 128)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hidden-size", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4, help="encoder layers = decoder layers")
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--ffn-dim", type=int, default=1024)
+    parser = argument_parser(__doc__)
+    add_size_options(parser, hidden_size=256, layers=4, heads=4, ffn_dim=1024)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--max-positions", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per model")
-    parser.add_argument("--warmup", type=int, default=2, help="discarded steps per model")
+    add_step_options(parser, batch_size=128, steps=10, warmup=2, per=" per model")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CSV with a SMILES column")
     parser.add_argument("--peak-size", type=int, default=2048, help="n of the n x n fp32 matmul peak")
     parser.add_argument("--peak-seconds", type=float, default=3.0)
     parser.add_argument("--no-flops", action="store_true", help="skip FLOP counting and the matmul peak")
@@ -107,9 +104,7 @@ def load_batches(
     Each batch is ``CMIMDataCollator``'s: ``input_ids``/``attention_mask`` (B, T) and ``labels``
     (B, T-1), padded to the batch's longest molecule.
     """
-    frame = pd.read_csv(path)
-    column = "SMILES" if "SMILES" in frame.columns else "smiles"
-    smiles = frame[column].astype(str).tolist()
+    smiles = read_smiles(path)
     order = np.random.default_rng(seed).permutation(len(smiles))
     needed = batch_size * n_batches
     chosen = [smiles[order[i % len(order)]] for i in range(needed)]
@@ -124,71 +119,36 @@ def load_batches(
 # ---------------------------------------------------------------------------------------------
 
 
+# cMIM's config fields under BART's names; the other fields compared share their names.
+BART_NAMES = {
+    "hidden_size": ("d_model",),
+    "num_attention_heads": ("encoder_attention_heads", "decoder_attention_heads"),
+    "ffn_dim": ("encoder_ffn_dim", "decoder_ffn_dim"),
+}
+SHARED_FIELDS = ("vocab_size", "encoder_layers", "decoder_layers", "activation_function", "dropout",
+                 "max_position_embeddings", "pad_token_id", "bos_token_id", "eos_token_id",
+                 "decoder_start_token_id")  # fmt: skip
+
+
+def bart_config(cmim: CMIMConfig) -> BartConfig:
+    """BART with ``cmim``'s sizes, vocabulary, positions, dropout, activation and special tokens
+    (each library's defaults otherwise), without a cache or a forced final ``<eos>``."""
+    values = {name: getattr(cmim, name) for name in SHARED_FIELDS}
+    values.update({bart: getattr(cmim, name) for name, barts in BART_NAMES.items() for bart in barts})
+    return BartConfig(**values, forced_eos_token_id=None, use_cache=False)
+
+
 def build_models(
     args: argparse.Namespace, tokenizer: CMIMTokenizer
 ) -> tuple[CMIMForConditionalGeneration, BartForConditionalGeneration]:
     """A seeded random cMIM and a BART of the same sizes, both in training mode."""
+    cmim = random_cmim(
+        tokenizer, args.hidden_size, args.layers, args.heads, args.ffn_dim, seed=args.seed,
+        dropout=args.dropout, max_position_embeddings=args.max_positions,
+    )  # fmt: skip
     torch.manual_seed(args.seed)
-    cmim = CMIMForConditionalGeneration(
-        CMIMConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=args.hidden_size,
-            encoder_layers=args.layers,
-            decoder_layers=args.layers,
-            num_attention_heads=args.heads,
-            ffn_dim=args.ffn_dim,
-            activation_function="gelu",
-            dropout=args.dropout,
-            max_position_embeddings=args.max_positions,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.bos_token_id,
-        )
-    )
-    torch.manual_seed(args.seed)
-    bart = BartForConditionalGeneration(
-        BartConfig(
-            vocab_size=len(tokenizer),
-            d_model=args.hidden_size,
-            encoder_layers=args.layers,
-            decoder_layers=args.layers,
-            encoder_attention_heads=args.heads,
-            decoder_attention_heads=args.heads,
-            encoder_ffn_dim=args.ffn_dim,
-            decoder_ffn_dim=args.ffn_dim,
-            activation_function="gelu",
-            dropout=args.dropout,
-            max_position_embeddings=args.max_positions,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.bos_token_id,
-            forced_eos_token_id=None,
-            use_cache=False,
-        )
-    )
+    bart = BartForConditionalGeneration(bart_config(cmim.config))
     return cmim.train(), bart.train()
-
-
-def make_cmim_loss(model: CMIMForConditionalGeneration, workdir: str) -> tuple[LossFn, CMIMTrainer]:
-    """cMIM's training loss exactly as ``CMIMTrainer`` computes it (objective "cmim", weights 1,
-    latent warm-up done), normalised by the batch's molecules as in a training step."""
-    training_args = CMIMTrainingArguments(
-        output_dir=workdir,
-        objective="cmim",
-        latent_warmup_steps=0,
-        use_cpu=True,
-        report_to="none",
-        disable_tqdm=True,
-    )
-    trainer = CMIMTrainer(model=model, args=training_args)
-
-    def loss_fn(m: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        n_molecules = torch.tensor(batch["input_ids"].shape[0])
-        return trainer.compute_loss(m, batch, num_items_in_batch=n_molecules)
-
-    return loss_fn, trainer
 
 
 def bart_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
@@ -366,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cmim, bart = build_models(args, tokenizer)
 
     with tempfile.TemporaryDirectory() as workdir:
-        cmim_loss, _trainer = make_cmim_loss(cmim, workdir)
+        cmim_loss, _trainer = cmim_training_loss(cmim, workdir)
         torch.set_num_threads(threads)  # in case the Trainer's setup touched it
         models: dict[str, tuple[torch.nn.Module, LossFn]] = {
             "cmim": (cmim, cmim_loss),
@@ -416,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     timed_batches = batches[args.warmup :]
     ratio = per_model["cmim"]["molecules_per_s"] / per_model["bart"]["molecules_per_s"]
     results: dict[str, Any] = {
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line(__file__, argv),
         "config": {
             "hidden_size": args.hidden_size,
             "layers": args.layers,
@@ -461,8 +421,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if profile_table is not None:
         print(profile_table)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(results, args.json)
     return results
 
 
