@@ -197,9 +197,9 @@ def load_model_and_tokenizer(name_or_path: str | os.PathLike) -> tuple[PreTraine
 
     Raises:
         CheckpointError: a config or weights that cannot be read, weights that do not fit the
-            config's architecture (:func:`cmim_hf.generation.load_weights_strictly`), no tokenizer
+            config's architecture (:func:`load_weights_strictly`), no tokenizer
             with the model, or one that does not match it
-            (:func:`cmim_hf.generation.check_tokenizer_matches`).
+            (:func:`check_tokenizer_matches`).
     """
     try:
         config = AutoConfig.from_pretrained(name_or_path)

@@ -1,7 +1,11 @@
-"""Chemistry helpers: the only module of ``cmim_hf`` that imports RDKit.
+"""Chemistry helpers: the RDKit functions the rest of ``cmim_hf`` shares.
 
 Parsing, validation, canonicalisation, Bemis-Murcko scaffolds, ECFP4 bit vectors and
-RDKit 2D descriptors. Single-molecule functions raise :class:`InvalidSmilesError` naming
+RDKit 2D descriptors. Three other modules import RDKit for what only they do:
+:mod:`cmim_hf.drawing` (grid images), :mod:`cmim_hf.evaluation.moses_metrics` (MOSES' own
+definitions: its parsing, fingerprints, fragments and filters) and the remote-code
+``cmim_hf/models/cmim/smiles_normalization.py`` (optional RDKit, for checkpoints loaded without
+``cmim_hf``). Single-molecule functions raise :class:`InvalidSmilesError` naming
 the input; bulk functions either report invalid rows (:func:`validate_smiles`) or raise
 on the first invalid row with its index. RDKit's own log output is captured in every
 function here (never printed), and its first message becomes the error's reason.
@@ -38,7 +42,11 @@ __all__ = [
     "rdkit_descriptor",
     "rdkit_descriptors",
     "validate_smiles",
+    "RDKIT_VERSION",
 ]
+
+RDKIT_VERSION: str = rdBase.rdkitVersion
+"""The version of the RDKit in use (records name it: canonical SMILES differ between versions)."""
 
 _LOG_TIMESTAMP = re.compile(r"^\[\d{2}:\d{2}:\d{2}\]\s*")
 

@@ -1,9 +1,11 @@
-"""Reading the user's tables: CSV (optionally gzipped) and Parquet files, streamed in chunks, and
-the one rule every command uses to find the SMILES column (:func:`smiles_column`).
+"""Reading the user's tables: CSV (optionally gzipped) and Parquet files, whole (:func:`read_table`)
+or streamed in chunks (:func:`iter_file_tables`), and the one rule every command uses to find the
+SMILES column (:func:`smiles_column`).
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import zlib
 from collections.abc import Iterator, Sequence
@@ -19,6 +21,9 @@ import pyarrow.parquet as pq
 from cmim_hf.errors import InputError, one_line
 
 FILE_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".parquet", ".pq")
+CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz")
+TEXT_SUFFIXES: tuple[str, ...] = (".smi", ".txt", ".smi.gz", ".txt.gz")
+"""One SMILES per line (its first field; a first line ``smiles`` in any case is a header)."""
 SMILES_COLUMN_NAMES: tuple[str, ...] = ("smiles", "mol")
 """Column names taken as the SMILES column when none is given, in this order, in any case."""
 
@@ -28,6 +33,15 @@ class ColumnError(InputError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class TableReadError(InputError):
+    """A table file that cannot be read: missing, empty, damaged or not in its format (the message
+    names the file)."""
+
+
+class TableNotFoundError(TableReadError, FileNotFoundError):
+    """The table file does not exist."""
 
 
 def smiles_column(columns: Sequence[str], smiles_col: str | None, source: str) -> str:
@@ -67,6 +81,10 @@ def is_parquet(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith((".parquet", ".pq"))
 
 
+CSV_CELLS_AS_WRITTEN: dict[str, Any] = {"dtype": object, "keep_default_na": False, "skip_blank_lines": False}
+"""``pandas.read_csv`` options for reading CSV cells as written: strings, "" for an empty cell (not
+NaN), and a blank line a row of its own (an empty SMILES, flagged), so every data line keeps its index."""
+
 # What a damaged or mis-encoded input file raises part-way through (gzip, zlib, CSV, Parquet).
 READ_ERRORS: tuple[type[Exception], ...] = (
     OSError,
@@ -102,6 +120,25 @@ def file_schema(path: str | os.PathLike) -> pa.Schema:
         raise InputError(f"cannot read {path}: {one_line(err)}") from err
 
 
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A whole CSV (optionally gzipped; anything not ``.parquet`` / ``.pq`` is read as CSV) or
+    Parquet file, with pandas' type inference.
+
+    Raises:
+        TableNotFoundError: ``path`` is not a file.
+        TableReadError: the file is empty, not UTF-8, truncated or otherwise not a table.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TableNotFoundError(f"data file not found: {path}")
+    try:
+        if is_parquet(path):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except (ValueError, OSError, EOFError) as err:  # empty, not UTF-8, truncated or corrupt compression
+        raise TableReadError(f"{path} cannot be read as a table: {one_line(err)}") from None
+
+
 def iter_file_tables(
     path: str | os.PathLike, smiles_col: str | None, chunk_size: int, columns: Sequence[str] | None = None
 ) -> Iterator[pa.Table]:
@@ -120,15 +157,7 @@ def iter_file_tables(
                 rows += batch.num_rows
                 yield pa.Table.from_batches([batch])
             return
-        # blank lines are rows too (an empty SMILES, flagged): every data line keeps its index
-        frames = pd.read_csv(
-            path,
-            usecols=columns,
-            dtype=object,
-            chunksize=chunk_size,
-            skip_blank_lines=False,
-            keep_default_na=False,
-        )
+        frames = pd.read_csv(path, usecols=columns, chunksize=chunk_size, **CSV_CELLS_AS_WRITTEN)
         for frame in frames:
             frame[column] = frame[column].replace("", None)
             rows += len(frame)
@@ -169,3 +198,42 @@ def count_rows(inputs: Any) -> int | None:
     if isinstance(inputs, str):
         return 1
     return len(inputs) if hasattr(inputs, "__len__") else None
+
+
+def read_smiles_file(path: str | os.PathLike, smiles_col: str | None = None) -> list[str]:
+    """All the SMILES of a CSV column (found by :func:`smiles_column`) or of a one-per-line file
+    (:data:`TEXT_SUFFIXES`), empty cells and lines kept as "".
+
+    Raises:
+        FileNotFoundError: no such file.
+        InputError: an unsupported suffix, an unreadable file, a missing column, a column given for
+            a text file, no rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input file not found: {path}")
+    name = path.name.lower()
+    if not name.endswith(CSV_SUFFIXES + TEXT_SUFFIXES):
+        raise InputError(f"unsupported file {path}: expected {', '.join(CSV_SUFFIXES + TEXT_SUFFIXES)}")
+    if smiles_col is not None and not name.endswith(CSV_SUFFIXES):
+        raise InputError(f"--smiles-col names a CSV column, and {path} is a one-SMILES-per-line file")
+    try:
+        smiles = _read_csv_column(path, smiles_col) if name.endswith(CSV_SUFFIXES) else _read_text_lines(path)
+    except (*READ_ERRORS, pd.errors.EmptyDataError) as error:
+        raise InputError(f"cannot read {path}: {one_line(error)}") from error
+    if not smiles:
+        raise InputError(f"no SMILES in {path}")
+    return smiles
+
+
+def _read_csv_column(path: Path, smiles_col: str | None) -> list[str]:
+    column = smiles_column(list(pd.read_csv(path, nrows=0).columns), smiles_col, str(path))
+    return pd.read_csv(path, usecols=[column], dtype=str, keep_default_na=False)[column].tolist()
+
+
+def _read_text_lines(path: Path) -> list[str]:
+    """The first field of every line; a first line ``smiles`` (any case) is a header."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as file:
+        smiles = [(line.split() or [""])[0] for line in file.read().splitlines()]
+    return smiles[1:] if smiles and smiles[0].lower() == "smiles" else smiles

@@ -354,7 +354,7 @@ def write_model_card(
 
 def check_hub_folder(folder: str | os.PathLike) -> Path:
     """Check that ``folder`` is complete for the Hub: loadable checkpoint (see
-    :func:`cmim_hf.generation.check_checkpoint_folder`), remote-code files, card, and a config
+    :func:`cmim_hf.checkpoints.check_checkpoint_folder`), remote-code files, card, and a config
     that maps the Auto classes and the feature-extraction pipeline to the remote code.
 
     Raises:

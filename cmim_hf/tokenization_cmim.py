@@ -1,4 +1,4 @@
-"""Moved to :mod:`cmim_hf.models.cmim.tokenization_cmim`; this path is kept for 0.3 only (see CHANGELOG)."""
+"""Moved to :mod:`cmim_hf.models.cmim.tokenization_cmim`; this path is kept for 0.2 only (see CHANGELOG)."""
 
 from cmim_hf._compat import alias_moved_module
 

@@ -6,38 +6,29 @@ Usage: python _ddp_trainer_worker.py OUT.json   (rank 0 writes the loss and upda
 import json
 import os
 import sys
+from pathlib import Path
 
 import torch
 from datasets import Dataset
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import SMILES, tiny_config  # noqa: E402
+from helpers import SMILES, make_args, tiny_config  # noqa: E402
 
 from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer  # noqa: E402
 from cmim_hf.distributed import leave_process_group  # noqa: E402
-from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments  # noqa: E402
+from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer  # noqa: E402
 
 torch.randn_like = torch.zeros_like  # z = mu: identical codes in both runs
 world_size = int(os.environ.get("WORLD_SIZE", "1"))
 molecules = SMILES + ["CCN"]  # 8
 torch.manual_seed(0)
 model = CMIMForConditionalGeneration(tiny_config()).double()
-args = CMIMTrainingArguments(
+args = make_args(
+    Path(sys.argv[1]).parent,
     output_dir=os.path.join(os.path.dirname(sys.argv[1]), f"out{world_size}"),
     per_device_train_batch_size=len(molecules) // world_size,
-    max_steps=1,
     learning_rate=1.0,
-    optim="sgd",
-    lr_scheduler_type="constant",
-    weight_decay=0.0,
-    max_grad_norm=0.0,
     objective="cmim",
-    latent_warmup_steps=0,
-    logging_steps=1,
-    report_to="none",
-    save_strategy="no",
-    use_cpu=True,
-    seed=0,
     ddp_backend="gloo" if world_size > 1 else None,
 )
 trainer = CMIMTrainer(

@@ -1,5 +1,6 @@
-"""What several test files share: a few real molecules, a tiny config, running the `cmim` console
-script, and a tiny CMIMTrainer. Fixtures stay in conftest.py; no test file imports another."""
+"""What several test files share: a few real molecules and the shipped MOSES sample, a tiny config
+and checkpoint, running the `cmim` console script, and a tiny CMIMTrainer. Fixtures stay in
+conftest.py; no test file imports another."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import torch
 from datasets import Dataset
 
 import cmim_hf
-from cmim_hf import CMIMConfig, CMIMForConditionalGeneration
+from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
 SMILES = [
@@ -25,6 +27,13 @@ SMILES = [
     "O=C1CCCN1",
     "CN1C=NC2=C1C(=O)N(C(=O)N2C)C",
 ]
+MOSES_SAMPLE = Path(cmim_hf.__file__).parent / "package_data" / "moses" / "moses_test_first5000.csv"
+"""The first 5,000 molecules of MOSES' test set, shipped in the package (column ``SMILES``)."""
+
+
+def moses_smiles(n: int | None = None) -> list[str]:
+    """The first ``n`` SMILES of :data:`MOSES_SAMPLE` (all 5,000 for None)."""
+    return pd.read_csv(MOSES_SAMPLE, nrows=n)["SMILES"].tolist()
 
 
 def tiny_config(**overrides) -> CMIMConfig:
@@ -41,6 +50,15 @@ def tiny_config(**overrides) -> CMIMConfig:
     )
     values.update(overrides)
     return CMIMConfig(**values)
+
+
+def save_tiny_checkpoint(folder: Path, **config) -> Path:
+    """A checkpoint folder of a random tiny cMIM model (seed 0, :func:`tiny_config` with ``config``)
+    and the shipped tokenizer."""
+    torch.manual_seed(0)
+    CMIMForConditionalGeneration(tiny_config(**config)).save_pretrained(folder)
+    CMIMTokenizer().save_pretrained(folder)
+    return folder
 
 
 def cmim_executable() -> str:
@@ -72,6 +90,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragm
 
 
 def make_args(tmp_path: Path, **overrides) -> CMIMTrainingArguments:
+    """One SGD step on the CPU into ``tmp_path/out``, nothing saved or reported (``overrides`` win)."""
     values = dict(
         output_dir=str(tmp_path / "out"),
         per_device_train_batch_size=4,
@@ -93,7 +112,11 @@ def make_args(tmp_path: Path, **overrides) -> CMIMTrainingArguments:
     return CMIMTrainingArguments(**values)
 
 
-def make_trainer(tmp_path, tokenizer, model=None, molecules=SMILES, **overrides) -> CMIMTrainer:
+def make_trainer(
+    tmp_path, tokenizer, model=None, molecules=SMILES, eval_molecules=None, **overrides
+) -> CMIMTrainer:
+    """A CMIMTrainer of :func:`make_args` on ``molecules`` (evaluated on ``eval_molecules``, by default
+    the same); ``model`` by default a tiny one (seed 0)."""
     if model is None:
         torch.manual_seed(0)
         model = CMIMForConditionalGeneration(tiny_config())
@@ -101,7 +124,9 @@ def make_trainer(tmp_path, tokenizer, model=None, molecules=SMILES, **overrides)
         model=model,
         args=make_args(tmp_path, **overrides),
         train_dataset=Dataset.from_dict({"smiles": list(molecules)}),
-        eval_dataset=Dataset.from_dict({"smiles": list(molecules)}),
+        eval_dataset=Dataset.from_dict(
+            {"smiles": list(molecules if eval_molecules is None else eval_molecules)}
+        ),
         data_collator=CMIMDataCollator(tokenizer),
         processing_class=tokenizer,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,8 +11,9 @@ import pytest
 
 from cmim_hf.evaluation.comparison import batch_size_spread, more_robust
 
-REPO = Path(__file__).resolve().parents[1]
-MOSES = REPO / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # as the scripts run
+import batch_size_robustness as study  # noqa: E402
+from common import MOSES_SAMPLE as MOSES  # noqa: E402
 
 
 def _results(values: dict[str, float], task_type: str = "regression") -> dict:
@@ -36,12 +36,6 @@ def test_spread_by_hand() -> None:
 
 
 def test_study_runs_end_to_end_on_tiny_models(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "batch_size_robustness", REPO / "benchmarks" / "batch_size_robustness.py"
-    )
-    study = importlib.util.module_from_spec(spec)
-    sys.modules["batch_size_robustness"] = study
-    spec.loader.exec_module(study)
     corpus = tmp_path / "corpus.csv"
     pd.read_csv(MOSES, nrows=300).to_csv(corpus, index=False)
     argv = ["--train-file", str(corpus), "--eval-file", str(corpus), "--out", str(tmp_path / "out"),

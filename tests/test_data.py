@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,13 @@ from cmim_hf.evaluation.tasks import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_SUMS = MOLECULENET_DIR.parent / "SHA256SUMS"
-SHARED_SUMS = REPO_ROOT.parent / "shared" / "data" / "SHA256SUMS"
+# A folder of the upstream copies the MoleculeNet files were taken from (its SHA256SUMS and
+# moleculenet/, the GPL-3.0 BBBP and HIV included), for the provenance checks; they skip without it.
+UPSTREAM_DATA = Path(os.environ.get("CMIM_UPSTREAM_DATA", REPO_ROOT / "no-upstream-data"))
+UPSTREAM_SUMS = UPSTREAM_DATA / "SHA256SUMS"
 NINE_FILES = sorted({spec.filename for spec in BUILTIN_TASKS.values()})
 
-# name -> (rows, label columns, missing labels, RDKit-invalid rows), from shared/data/README.md
+# name -> (rows, label columns, missing labels, RDKit-invalid rows) of the shipped files
 EXPECTED = {
     "esol": (1128, 1, 0, 0),
     "freesolv": (642, 1, 0, 0),
@@ -70,7 +74,7 @@ def test_shipped_files_match_package_sha256sums() -> None:
 
 
 # BBBP and HIV ship as the CC0 copies of OpenDrugAI/AttentiveFP (issue 16), not the GPL-3.0 copies
-# of shared/data: other bytes (renamed BBBP columns, CRLF / blank-line endings), the same rows.
+# shipped until 0.1.0: other bytes (renamed BBBP columns, CRLF / blank-line endings), the same rows.
 CC0_REPLACED = {"BBBP.csv", "HIV.csv"}
 # sha256 of the "<smiles>\t<label!r>\n" rows that load_task read from the previous (GPL-sourced)
 # files, raw and RDKit-canonical ("<invalid>" for rows RDKit rejects); RDKit 2026.09.
@@ -95,9 +99,9 @@ def _row_digest(task, canonical: bool) -> str:
     return digest.hexdigest()
 
 
-@pytest.mark.skipif(not SHARED_SUMS.is_file(), reason="../shared/data/SHA256SUMS not present")
-def test_shipped_files_match_shared_sha256sums() -> None:
-    sums = _sums(SHARED_SUMS)
+@pytest.mark.skipif(not UPSTREAM_SUMS.is_file(), reason="no CMIM_UPSTREAM_DATA folder")
+def test_shipped_files_match_upstream_sha256sums() -> None:
+    sums = _sums(UPSTREAM_SUMS)
     for filename in sorted(set(NINE_FILES) - CC0_REPLACED):
         assert _sha256(MOLECULENET_DIR / filename) == sums[f"moleculenet/{filename}"], filename
 
@@ -115,14 +119,11 @@ def test_cc0_copies_give_the_canonical_rows_of_the_previous_files(name: str) -> 
     assert _row_digest(load_task(name), canonical=True) == PREVIOUS_ROW_DIGESTS[name][1]
 
 
-SHARED_MOLECULENET = REPO_ROOT.parent / "shared" / "data" / "moleculenet"
-
-
-@pytest.mark.skipif(not SHARED_MOLECULENET.is_dir(), reason="../shared/data not present")
+@pytest.mark.skipif(not (UPSTREAM_DATA / "moleculenet").is_dir(), reason="no CMIM_UPSTREAM_DATA folder")
 @pytest.mark.parametrize("name", sorted(PREVIOUS_ROW_DIGESTS))
-def test_cc0_copies_equal_the_shared_gpl_copies_row_by_row(name: str) -> None:
+def test_cc0_copies_equal_the_upstream_gpl_copies_row_by_row(name: str) -> None:
     spec = BUILTIN_TASKS[name]
-    previous = pd.read_csv(SHARED_MOLECULENET / spec.filename)
+    previous = pd.read_csv(UPSTREAM_DATA / "moleculenet" / spec.filename)
     task = load_task(name)
     assert task.smiles == previous["smiles"].tolist()
     previous_label = {"bbbp": "p_np", "hiv": "HIV_active"}[name]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,16 +9,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # as the scripts run
+import dense_latent  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def grid():
-    spec = importlib.util.spec_from_file_location("dense_latent", REPO / "benchmarks" / "dense_latent.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dense_latent"] = module
-    spec.loader.exec_module(module)
-    return module
+    return dense_latent
 
 
 def test_neighbourhood_summary_counts_valid_unique_and_similarity(grid) -> None:

@@ -7,26 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_config
 from PIL import Image
 
-from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.cli import main
 from cmim_hf.drawing import INVALID, Panel, draw_panels, draw_result, result_panels, save_image
-from cmim_hf.generation import (
-    GenerationResult,
-    InterpolationResult,
-    NeighbourhoodResult,
-    OptimizationResult,
-    OptimizedMolecule,
-    ReconstructionResult,
-)
+from cmim_hf.generation import results
 
 LATENTS = torch.zeros(3, 1, 4)
 
 
 def test_reconstruction_panels_pair_input_and_output() -> None:
-    result = ReconstructionResult(
+    result = results.ReconstructionResult(
         smiles=["CCO", "CCN", "C1CC"], valid=[True, True, False], latents=LATENTS,
         inputs=["CCO", "CCC", "CCCl"], exact=[True, False, False], similarity=np.array([1.0, 0.25, np.nan]),
     )  # fmt: skip
@@ -41,14 +32,16 @@ def test_reconstruction_panels_pair_input_and_output() -> None:
 
 
 def test_every_result_type_has_its_legends() -> None:
-    samples = GenerationResult(smiles=["CCO", "", "c1ccccc1"], valid=[True, False, True], latents=LATENTS)
+    samples = results.GenerationResult(
+        smiles=["CCO", "", "c1ccccc1"], valid=[True, False, True], latents=LATENTS
+    )
     assert [p.legend for p in result_panels(samples)] == [
         "sample 0",
         f"sample 1: {INVALID} (empty)",
         "sample 2",
     ]
 
-    around = NeighbourhoodResult(
+    around = results.NeighbourhoodResult(
         smiles=["CCO", "xx", "CCN"], valid=[True, False, True], latents=LATENTS,
         seeds=["CCO", "CCN"], seed_index=[0, 0, 1], similarity=np.array([1.0, np.nan, 0.5]),
     )  # fmt: skip
@@ -57,7 +50,7 @@ def test_every_result_type_has_its_legends() -> None:
         "seed 1", "seed 1, sample 0: Tanimoto 0.50",
     ]  # fmt: skip
 
-    path = InterpolationResult(
+    path = results.InterpolationResult(
         smiles=["CCO", "C(", "CCN"], valid=[True, False, True], latents=LATENTS, start="CCO", end="CCN",
         t=[0.0, 0.5, 1.0],
     )  # fmt: skip
@@ -65,8 +58,11 @@ def test_every_result_type_has_its_legends() -> None:
         "step 0: t = 0.00 (start)", f"step 1: {INVALID} C(", "step 2: t = 1.00 (end)",
     ]  # fmt: skip
 
-    found = [OptimizedMolecule("CCO", 0.75, 0.5, 1.0), OptimizedMolecule("CCN", 0.5, 0.25, 0.625)]
-    search = OptimizationResult("CC", 0.5, found, n_evaluated=8, n_penalized=1, history=[1.0])
+    found = [
+        results.OptimizedMolecule("CCO", 0.75, 0.5, 1.0),
+        results.OptimizedMolecule("CCN", 0.5, 0.25, 0.625),
+    ]
+    search = results.OptimizationResult("CC", 0.5, found, n_evaluated=8, n_penalized=1, history=[1.0])
     assert [p.legend for p in result_panels([search, search], top_k=1)] == [
         "seed: score 0.500",
         "#1: score 0.750 (+0.250), sim 0.50",
@@ -92,15 +88,6 @@ def test_grid_size_svg_and_saving(tmp_path: Path) -> None:
         draw_panels([])
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    CMIMForConditionalGeneration(tiny_config()).save_pretrained(folder)
-    CMIMTokenizer().save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize(
     ("command", "columns", "rows"),
     [
@@ -110,7 +97,9 @@ def checkpoint(tmp_path_factory) -> Path:
         (["interpolate", "CCO", "c1ccccc1O", "--steps", "6"], 4, 2),
     ],
 )
-def test_commands_draw_their_image(command, columns, rows, tmp_path: Path, checkpoint: Path, capsys) -> None:
+def test_commands_draw_their_image(
+    command, columns, rows, tmp_path: Path, tiny_checkpoint: Path, capsys
+) -> None:
     """The tiny random model decodes mostly invalid strings: every row is still drawn, marked."""
     table = tmp_path / "in.csv"
     table.write_text("smiles\nCCO\nc1ccccc1O\nCCN\n")
@@ -122,7 +111,7 @@ def test_commands_draw_their_image(command, columns, rows, tmp_path: Path, check
         "--image",
         str(image),
         "--model",
-        str(checkpoint),
+        str(tiny_checkpoint),
         "--max-length",
         "8",
     ]
@@ -140,8 +129,8 @@ def test_commands_draw_their_image(command, columns, rows, tmp_path: Path, check
     assert image.read_bytes() == drawn and not (tmp_path / "out.csv").exists()
 
 
-def test_image_options_are_checked_before_any_work(tmp_path: Path, checkpoint: Path, capsys) -> None:
-    out = ["-o", str(tmp_path / "out.csv"), "--model", str(checkpoint)]
+def test_image_options_are_checked_before_any_work(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    out = ["-o", str(tmp_path / "out.csv"), "--model", str(tiny_checkpoint)]
     assert main(["sample", "-n", "1", *out, "--image", str(tmp_path / "grid.jpg")]) == 2
     assert ".png or .svg" in capsys.readouterr().err
     assert main(["interpolate", "CCO", "C1CC", *out]) == 2

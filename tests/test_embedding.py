@@ -1,6 +1,5 @@
 """Bulk embedding: inputs of every kind, row alignment, invalid-row policies, files, sharding."""
 
-import argparse
 import os
 import random
 import signal
@@ -8,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
@@ -17,56 +15,30 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from helpers import moses_smiles, tiny_config
 from sklearn.base import clone
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
 
-from cmim_hf import CMIMConfig, CMIMForConditionalGeneration, CMIMTokenizer
+from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.chem import InvalidSmilesError
-from cmim_hf.embed_cli import add_embed_arguments, run_embed_command
+from cmim_hf.cli import main
 from cmim_hf.embedding import CMIMEmbedder, CMIMFeaturizer, read_embeddings
 from cmim_hf.models.cmim.pipelines import InformativeFeatureExtractionPipeline
 
-MOSES = (
-    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
-)
-SMILES = pd.read_csv(MOSES, nrows=96)["SMILES"].tolist()
+SMILES = moses_smiles(96)
 BAD = {5: "C1CC", 17: "not a smiles", 40: ""}  # row -> invalid SMILES planted there
 WITH_BAD = [BAD.get(i, s) for i, s in enumerate(SMILES)]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and the CI box is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def model() -> CMIMForConditionalGeneration:
+    """The model of the ``tiny_checkpoint`` fixture (the same seed and config)."""
     torch.manual_seed(0)
-    config = CMIMConfig(
-        vocab_size=len(CMIMTokenizer()),
-        hidden_size=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        num_attention_heads=4,
-        ffn_dim=64,
-        max_position_embeddings=128,
-    )
-    return CMIMForConditionalGeneration(config).eval()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(model: CMIMForConditionalGeneration, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("cmim")
-    model.save_pretrained(folder)
-    CMIMTokenizer().save_pretrained(folder)
-    return folder
+    return CMIMForConditionalGeneration(tiny_config()).eval()
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +173,10 @@ def test_generic_seq2seq_model() -> None:
         CMIMEmbedder(bart, tokenizer, include_latent=True)
 
 
-def test_load_from_checkpoint_path(checkpoint: Path, reference: np.ndarray) -> None:
-    np.testing.assert_allclose(CMIMEmbedder(str(checkpoint)).embed(SMILES[:10]), reference[:10], atol=1e-5)
+def test_load_from_checkpoint_path(tiny_checkpoint: Path, reference: np.ndarray) -> None:
+    np.testing.assert_allclose(
+        CMIMEmbedder(str(tiny_checkpoint)).embed(SMILES[:10]), reference[:10], atol=1e-5
+    )
 
 
 def test_embed_file_streams_every_row_in_order(model, reference: np.ndarray, tmp_path: Path) -> None:
@@ -233,13 +207,13 @@ def test_embed_file_leaves_no_partial_output_on_error(model, tmp_path: Path) -> 
     assert not (tmp_path / "out.parquet").exists()
 
 
-def test_sklearn_pipeline(checkpoint: Path) -> None:
+def test_sklearn_pipeline(tiny_checkpoint: Path) -> None:
     y = np.arange(20, dtype=float)
-    estimator = make_pipeline(CMIMFeaturizer(str(checkpoint), batch_size=8), Ridge())
+    estimator = make_pipeline(CMIMFeaturizer(str(tiny_checkpoint), batch_size=8), Ridge())
     predictions = clone(estimator).fit(SMILES[:20], y).predict(SMILES[:20])
     assert predictions.shape == (20,)
     with pytest.warns(UserWarning, match="2 invalid SMILES kept as NaN rows"):
-        features = CMIMFeaturizer(str(checkpoint)).fit_transform(pd.DataFrame({"smiles": WITH_BAD[:20]}))
+        features = CMIMFeaturizer(str(tiny_checkpoint)).fit_transform(pd.DataFrame({"smiles": WITH_BAD[:20]}))
     assert features.shape == (20, 64) and np.isnan(features[5]).all() and np.isfinite(features[4]).all()
 
 
@@ -261,7 +235,7 @@ CMIMEmbedder(sys.argv[1], on_invalid="nan", chunk_size=16, progress=False).embed
 """
 
 
-def test_two_process_sharding_matches_single_process(checkpoint: Path, tmp_path: Path) -> None:
+def test_two_process_sharding_matches_single_process(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """torchrun with 2 CPU processes (gloo) writes the same rows, in input order."""
     pd.DataFrame({"SMILES": WITH_BAD}).to_csv(tmp_path / "in.csv", index=False)
     (tmp_path / "worker.py").write_text(textwrap.dedent(WORKER))
@@ -269,7 +243,7 @@ def test_two_process_sharding_matches_single_process(checkpoint: Path, tmp_path:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     args = [
         str(tmp_path / "worker.py"),
-        str(checkpoint),
+        str(tiny_checkpoint),
         str(tmp_path / "in.csv"),
         str(tmp_path / "sharded.parquet"),
     ]
@@ -291,7 +265,7 @@ def test_two_process_sharding_matches_single_process(checkpoint: Path, tmp_path:
     assert not list(tmp_path.glob("*.shard-*")), "shard files left behind"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        CMIMEmbedder(str(checkpoint), on_invalid="nan", chunk_size=16).embed_file(
+        CMIMEmbedder(str(tiny_checkpoint), on_invalid="nan", chunk_size=16).embed_file(
             tmp_path / "in.csv", "SMILES", tmp_path / "single.parquet"
         )
     sharded = pq.read_table(tmp_path / "sharded.parquet").to_pandas()
@@ -304,17 +278,18 @@ def test_two_process_sharding_matches_single_process(checkpoint: Path, tmp_path:
 
 
 def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    add_embed_arguments(parser)
-    return run_embed_command(parser.parse_args(list(argv)))
+    return main(["embed", *argv])
 
 
-def test_cli_keeps_every_row_and_flags_invalid_ones(checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_cli_keeps_every_row_and_flags_invalid_ones(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
     pd.DataFrame({"name": list("abc"), "smiles": ["CCO", "C1CC", "c1ccccc1"]}).to_csv(
         tmp_path / "in.csv", index=False
     )
     out = tmp_path / "out.parquet"
-    assert run_cli(str(tmp_path / "in.csv"), "-o", str(out), "--model", str(checkpoint), "--no-progress") == 0
+    assert (
+        run_cli(str(tmp_path / "in.csv"), "-o", str(out), "--model", str(tiny_checkpoint), "--no-progress")
+        == 0
+    )
     table = pd.read_parquet(out)
     assert table["valid"].tolist() == [True, False, True] and "unclosed ring" in table["invalid_reason"][1]
     assert "3 rows (1 invalid" in capsys.readouterr().err
@@ -329,22 +304,24 @@ def test_cli_keeps_every_row_and_flags_invalid_ones(checkpoint: Path, tmp_path: 
         (["in.csv", "--layers", "0,-1", "--pooling", "eos", "--model", "CKPT"], 0, "dimension 96"),
     ],
 )
-def test_cli_errors_are_one_line(checkpoint: Path, tmp_path: Path, capsys, argv, code, message) -> None:
+def test_cli_errors_are_one_line(tiny_checkpoint: Path, tmp_path: Path, capsys, argv, code, message) -> None:
     pd.DataFrame({"smiles": ["CCO"]}).to_csv(tmp_path / "in.csv", index=False)
-    argv = [str(tmp_path / a) if a.endswith(".csv") else a.replace("CKPT", str(checkpoint)) for a in argv]
+    argv = [
+        str(tmp_path / a) if a.endswith(".csv") else a.replace("CKPT", str(tiny_checkpoint)) for a in argv
+    ]
     if "--model" not in argv:
-        argv += ["--model", str(checkpoint)] if code == 2 else []
+        argv += ["--model", str(tiny_checkpoint)] if code == 2 else []
     assert run_cli(*argv, "-o", str(tmp_path / "out.parquet"), "--no-progress") == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
 
-def test_embed_file_carries_the_other_input_columns(checkpoint: Path, tmp_path: Path) -> None:
+def test_embed_file_carries_the_other_input_columns(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """Issue 13, case 13: ids and labels come through. CSV cells stay the strings written (leading
     zeros, empty cells); Parquet keeps its types; a clashing name becomes input_<name>."""
     source = tmp_path / "in.csv"
     source.write_text("id,smiles,valid,y\n007,CCO,x,1.50\n008,C1CC,y,\n\n010,c1ccccc1,z,3\n")
-    embedder = CMIMEmbedder(str(checkpoint), chunk_size=2, progress=False, on_invalid="nan")
+    embedder = CMIMEmbedder(str(tiny_checkpoint), chunk_size=2, progress=False, on_invalid="nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         embedder.embed_file(source, "smiles", tmp_path / "out.parquet")

@@ -3,7 +3,6 @@ bf16 autocast (the GPU run's settings, on the CPU)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -11,16 +10,13 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_throughput.py"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # as the scripts run
+import gpu_throughput  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("gpu_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_throughput"] = module
-    spec.loader.exec_module(module)
-    return module
+    return gpu_throughput
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

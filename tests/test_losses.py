@@ -34,7 +34,7 @@ def _randn(*shape: int, seed: int = 0, requires_grad: bool = False) -> torch.Ten
 
 
 # ------------------------------------------------------------------------------------------------
-# Hand computations (explicit loops and the formulas of method.md written out)
+# Hand computations (explicit loops and the formulas of the losses' docstrings written out)
 # ------------------------------------------------------------------------------------------------
 def _cos(u: torch.Tensor, v: torch.Tensor) -> float:
     u, v = u.reshape(-1).tolist(), v.reshape(-1).tolist()
@@ -349,7 +349,7 @@ def test_infonce_extreme_temperature_finite():
 
 
 # ------------------------------------------------------------------------------------------------
-# Batch-size behaviour (method.md section 3: the 1/(B-1) average)
+# Batch-size behaviour (cMIM's 1/(B-1) average over the negatives)
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("dim", "tau"), [(128, 0.1), (8, 0.5)])
 def test_cmim_scale_does_not_grow_with_batch_size_but_infonce_does(dim, tau):

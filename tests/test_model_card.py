@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from clean_python import HUB_USER_CHECK, run_without_cmim_hf
-from datasets import Dataset
-from helpers import SMILES, tiny_config
+from helpers import SMILES, make_trainer, tiny_config
 from huggingface_hub import ModelCard
 
 from cmim_hf import CMIMForConditionalGeneration, compute_embeddings
@@ -23,7 +22,6 @@ from cmim_hf.model_card import (
     save_for_hub,
     write_model_card,
 )
-from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
 RESULTS = {
     "training": {"dataset": "MOSES train", "molecules": 1000, "objective": "cmim", "steps": 20},
@@ -152,24 +150,7 @@ def test_hub_folder_loads_without_cmim_hf(tokenizer, tmp_path: Path) -> None:
 
 
 def test_trainer_card_uses_the_runs_measurements(tokenizer, tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    args = CMIMTrainingArguments(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=4,
-        max_steps=1,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        latent_warmup_steps=0,
-    )
-    trainer = CMIMTrainer(
-        model=CMIMForConditionalGeneration(tiny_config()),
-        args=args,
-        train_dataset=Dataset.from_dict({"smiles": SMILES}),
-        eval_dataset=Dataset.from_dict({"smiles": SMILES[:4]}),
-        data_collator=CMIMDataCollator(tokenizer),
-    )
+    trainer = make_trainer(tmp_path, tokenizer, eval_molecules=SMILES[:4])
     trainer.train()
     metrics = trainer.evaluate()
     path = create_cmim_model_card(trainer, results={"sampling": {"validity": 0.25}}, license="mit")

@@ -3,7 +3,6 @@ refused; results move into place only when complete, so a failed or killed run k
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import os
 import signal
@@ -15,16 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
-from helpers import tiny_config
+from helpers import MOSES_SAMPLE, tiny_config
 
-from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer, generation_cli
-from cmim_hf.embed_cli import add_embed_arguments, run_embed_command
+from cmim_hf import CMIMForConditionalGeneration, CMIMTokenizer
+from cmim_hf.cli import main
 from cmim_hf.outputs import OutputError, atomic_output, check_output_path
-
-MOSES = (
-    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
-)
 
 
 def test_check_output_path(tmp_path: Path) -> None:
@@ -53,9 +47,7 @@ def test_atomic_output_moves_into_place_only_on_success(tmp_path: Path) -> None:
 
 
 def run_embed(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    add_embed_arguments(parser)
-    return run_embed_command(parser.parse_args([*argv, "--no-progress"]))
+    return main(["embed", *argv, "--no-progress"])
 
 
 @pytest.fixture
@@ -83,15 +75,6 @@ def test_embed_refuses_an_existing_output_unless_overwrite(table: Path, tmp_path
     assert pq.read_table(out).num_rows == 3
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    CMIMForConditionalGeneration(tiny_config()).save_pretrained(folder)
-    CMIMTokenizer().save_pretrained(folder)
-    return folder
-
-
 def test_a_failure_part_way_keeps_the_previous_output(
     table: Path, tmp_path: Path, tiny_checkpoint: Path, capsys
 ) -> None:
@@ -99,7 +82,7 @@ def test_a_failure_part_way_keeps_the_previous_output(
     assert run_embed(str(table), "-o", str(out)) == 0
     previous = out.read_bytes()
     truncated = tmp_path / "truncated.csv.gz"
-    lines = MOSES.read_text().splitlines(keepends=True)
+    lines = MOSES_SAMPLE.read_text().splitlines(keepends=True)
     data = gzip.compress("".join([lines[0], *lines[1:] * 3]).encode())
     truncated.write_bytes(data[: len(data) // 2])  # thousands of readable rows, then the stream ends
     argv = [
@@ -124,7 +107,7 @@ def test_kill_9_during_embed_leaves_the_previous_output_readable(table: Path, tm
     assert run_embed(str(table), "-o", str(out)) == 0
     previous = out.read_bytes()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "cmim_hf.cli", "embed", str(MOSES), "-o", str(out), "--overwrite"]
+    command = [sys.executable, "-m", "cmim_hf.cli", "embed", str(MOSES_SAMPLE), "-o", str(out), "--overwrite"]
     process = subprocess.Popen([*command, "--no-progress", "--chunk-size", "64"], env=env)
     deadline = time.time() + 120
     while (
@@ -139,26 +122,20 @@ def test_kill_9_during_embed_leaves_the_previous_output_readable(table: Path, tm
     assert out.read_bytes() == previous and pq.read_table(out).num_rows == 3
 
 
-def run_generation(name: str, *argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    getattr(generation_cli, f"add_{name}_arguments")(parser)
-    return getattr(generation_cli, f"run_{name}_command")(parser.parse_args(list(argv)))
-
-
 def test_sample_and_reconstruct_follow_the_output_rule(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
     """Issue 13, case 5 for `cmim sample`, and case 1 for `cmim reconstruct`."""
     out = tmp_path / "samples.csv"
     out.write_text("a user's file\n")
     common = ["--model", str(tiny_checkpoint), "--max-length", "6"]
-    assert run_generation("sample", "-n", "2", "-o", str(out), *common) == 2
+    assert main(["sample", "-n", "2", "-o", str(out), *common]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err and out.read_text() == "a user's file\n"
-    assert run_generation("sample", "-n", "2", "-o", str(out), "--overwrite", *common) == 0
+    assert main(["sample", "-n", "2", "-o", str(out), "--overwrite", *common]) == 0
     assert len(pd.read_csv(out)) == 2 and not list(tmp_path.glob(".*partial*"))
 
     molecules = tmp_path / "molecules.csv"
     pd.DataFrame({"smiles": ["CCO", "CCN"]}).to_csv(molecules, index=False)
     before = molecules.read_bytes()
-    assert run_generation("reconstruct", str(molecules), "-o", str(molecules), "--overwrite", *common) == 2
+    assert main(["reconstruct", str(molecules), "-o", str(molecules), "--overwrite", *common]) == 2
     assert "is the input" in capsys.readouterr().err and molecules.read_bytes() == before
 
 
@@ -166,8 +143,6 @@ def test_sample_and_reconstruct_follow_the_output_rule(tmp_path: Path, tiny_chec
 @pytest.mark.parametrize("name", ["a/b", "/some/abs/path", "..", "x\\y"])
 def test_task_names_never_become_paths(tmp_path: Path, capsys, command: str, name: str) -> None:
     """Issue 13, case 6: a --task-name is a file name inside --out, never a path out of it."""
-    from cmim_hf.cli import main
-
     table = tmp_path / "mine.csv"
     pd.DataFrame({"smiles": ["CCO", "CCN", "CCC", "CCCl"] * 5, "y": range(20)}).to_csv(table, index=False)
     argv = [command, "--csv", str(table), "--label-col", "y", "--task", "regression", "--task-name", name]
@@ -247,13 +222,11 @@ def test_the_suite_uses_a_temporary_hf_home() -> None:
 
 
 def test_cpu_pretraining_does_not_pin_memory(tmp_path: Path, recwarn) -> None:
-    from cmim_hf.training.pretrain import main
-
     corpus = tmp_path / "train.csv"
     pd.DataFrame({"smiles": ["CCO", "CCN", "CCC", "CCCl"] * 4}).to_csv(corpus, index=False)
     tiny = ["--hidden-size", "16", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "32"]
     tiny += ["--num-attention-heads", "2", "--batch-size", "4", "--max-steps", "1"]
-    assert main(["--train-file", str(corpus), "--output-dir", str(tmp_path / "run"), *tiny]) == 0
+    assert main(["pretrain", "--train-file", str(corpus), "--output-dir", str(tmp_path / "run"), *tiny]) == 0
     assert not [w for w in recwarn if "pin_memory" in str(w.message)]
 
 
@@ -269,7 +242,7 @@ def bad_corpora(folder: Path) -> dict[str, Path]:
     for case, (name, data) in files.items():
         paths[case] = folder / name
         paths[case].write_bytes(data)
-    lines = MOSES.read_text().splitlines(keepends=True)
+    lines = MOSES_SAMPLE.read_text().splitlines(keepends=True)
     data = gzip.compress("".join([lines[0], *lines[1:] * 3]).encode())
     paths["truncated gzip"] = folder / "truncated.csv.gz"
     paths["truncated gzip"].write_bytes(data[: len(data) // 2])
@@ -278,26 +251,25 @@ def bad_corpora(folder: Path) -> dict[str, Path]:
 
 def test_pretrain_reports_unreadable_corpora_in_one_line(tmp_path: Path, capsys) -> None:
     """Issue 13, case 12 for `cmim pretrain`."""
-    from cmim_hf.training.pretrain import main
-
     tiny = ["--hidden-size", "16", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "32"]
     tiny += ["--num-attention-heads", "2", "--batch-size", "2", "--max-steps", "1"]
     for case, corpus in bad_corpora(tmp_path).items():
         run = tmp_path / f"run-{corpus.stem}"
-        assert main(["--train-file", str(corpus), "--output-dir", str(run), *tiny]) == 2, case
+        assert main(["pretrain", "--train-file", str(corpus), "--output-dir", str(run), *tiny]) == 2, case
         err = capsys.readouterr().err
         lines = [line for line in err.splitlines() if line.startswith("cmim pretrain: error:")]
         assert len(lines) == 1 and str(corpus) in lines[0] and "Traceback" not in err, (case, err)
         assert not (run / "final").exists()
     parquet = tmp_path / "corpus.parquet"
     pd.DataFrame({"SMILES": ["CCO", "CCN", "CCC", "CCCl"]}).to_parquet(parquet)
-    assert main(["--train-file", str(parquet), "--output-dir", str(tmp_path / "run-parquet"), *tiny]) == 0
+    assert (
+        main(["pretrain", "--train-file", str(parquet), "--output-dir", str(tmp_path / "run-parquet"), *tiny])
+        == 0
+    )
 
 
 def test_benchmark_reports_unreadable_tables_in_one_line(tmp_path: Path, capsys) -> None:
     """Issue 13, case 12 for `cmim benchmark --csv`; a table smaller than the inner CV still runs."""
-    from cmim_hf.cli import main
-
     for case, table in bad_corpora(tmp_path).items():
         if case == "header only":
             continue  # a header-only table is a task with no molecules: reported by the harness

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,17 +11,9 @@ import torch
 
 from cmim_hf import CMIMForConditionalGeneration
 
-ROOT = Path(__file__).resolve().parents[1]
-MOSES = ROOT / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location(
-        "paper_comparison", ROOT / "benchmarks" / "paper_comparison.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # as the scripts run
+import paper_comparison  # noqa: E402
+from common import MOSES_SAMPLE as MOSES  # noqa: E402
 
 
 def test_comparison_runs_end_to_end_ships_and_resumes(tmp_path) -> None:
@@ -36,7 +28,7 @@ def test_comparison_runs_end_to_end_ships_and_resumes(tmp_path) -> None:
         "--hidden-size", "32", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "64",
         "--num-attention-heads", "2", "--max-length", "64", "--logging-steps", "1",
     ]  # fmt: skip
-    record = load_script().main(argv)
+    record = paper_comparison.main(argv)
     assert set(record["pretraining"]) == {"cmim", "mim", "infonce"}
     for objective in ("cmim", "mim", "infonce"):
         assert record["pretraining"][objective]["steps"] == 2
@@ -62,7 +54,7 @@ def test_comparison_runs_end_to_end_ships_and_resumes(tmp_path) -> None:
     final = tmp_path / "cmp" / "cmim" / "final" / "model.safetensors"
     cached_generation = tmp_path / "cmp" / "cmim" / "generation_metrics.json"
     mtimes = final.stat().st_mtime_ns, cached_generation.stat().st_mtime_ns
-    again = load_script().main(argv)
+    again = paper_comparison.main(argv)
     assert (final.stat().st_mtime_ns, cached_generation.stat().st_mtime_ns) == mtimes
     assert again["downstream"]["random"]["summary"] == record["downstream"]["random"]["summary"]
     assert again["generation"] == record["generation"]
@@ -80,7 +72,7 @@ def test_comparison_runs_end_to_end_ships_and_resumes(tmp_path) -> None:
     baseline = ["--baseline", str(tmp_path / "results" / "comparison_results.json")]
     baseline += ["--baseline-generation", str(baseline_generation), "--baseline-label", "v0.1"]
     split = argv.index("--")
-    with_baseline = load_script().main([*argv[:split], *baseline, *argv[split:]])
+    with_baseline = paper_comparison.main([*argv[:split], *baseline, *argv[split:]])
     columns = with_baseline["downstream"]["random"]["featurizers"]
     assert "v0.1 cmim informative" in columns and "v0.1 cmim mu" in columns and "cmim mu" in columns
     assert with_baseline["generation"]["v0.1 cmim"] == json.loads(baseline_generation.read_text())
@@ -90,7 +82,7 @@ def test_comparison_runs_end_to_end_ships_and_resumes(tmp_path) -> None:
 
     # Re-rendering the card from the saved record needs no training.
     (tmp_path / "shipped" / "README.md").unlink()
-    load_script().main(["--rerender-card", str(tmp_path / "results" / "comparison_results.json"),
+    paper_comparison.main(["--rerender-card", str(tmp_path / "results" / "comparison_results.json"),
                         "--ship", str(tmp_path / "shipped")])  # fmt: skip
     assert "| v0.1 cmim informative |" in (tmp_path / "shipped" / "README.md").read_text()
 
@@ -109,7 +101,7 @@ def test_comparison_runs_end_to_end_ships_and_resumes(tmp_path) -> None:
     (tmp_path / "report.md").write_text(
         "# Batch-size robustness\n\n| run | esol |\n|---|---|\n| b32 | 0.75 |\n"
     )
-    load_script().main(["--rerender-card", str(tmp_path / "results" / "comparison_results.json"),
+    paper_comparison.main(["--rerender-card", str(tmp_path / "results" / "comparison_results.json"),
                         "--ship", str(tmp_path / "shipped"), "--sampler-sweep", str(tmp_path / "sweep.json"),
                         "--card-extra", str(tmp_path / "report.md")])  # fmt: skip
     card = (tmp_path / "shipped" / "README.md").read_text()
@@ -117,7 +109,7 @@ def test_comparison_runs_end_to_end_ships_and_resumes(tmp_path) -> None:
     assert "\n### Batch-size robustness\n\n| run | esol |\n|---|---|\n| b32 | 0.75 |\n" in evaluation
     (tmp_path / "report.md").write_text("no title\n")
     with pytest.raises(ValueError, match="title"):
-        load_script().main(["--rerender-card", str(tmp_path / "results" / "comparison_results.json"),
+        paper_comparison.main(["--rerender-card", str(tmp_path / "results" / "comparison_results.json"),
                             "--ship", str(tmp_path / "shipped"), "--card-extra", str(tmp_path / "report.md")])  # fmt: skip
     limitations = card.split("## Limitations")[1]
     assert "mean sigma 0.050, 100% of log-variances at the floor" in limitations

@@ -10,18 +10,14 @@ import pandas as pd
 import pytest
 import torch
 from datasets import Dataset
-from helpers import SMILES, tiny_config
+from helpers import MOSES_SAMPLE, SMILES, tiny_config
 
 import cmim_hf.precision as precision
 from cmim_hf import CMIMEmbedder, CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.cli import main as cmim
 from cmim_hf.precision import PrecisionFallbackWarning, resolve_compute_dtype
-from cmim_hf.training.pretrain import main as pretrain
 from cmim_hf.training.trainer import CMIMDataCollator, CMIMTrainer, CMIMTrainingArguments
 
-MOSES = (
-    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
-)
 needs_native_bf16 = pytest.mark.skipif(
     not precision.cpu_has_native_bf16(), reason="this CPU has no AVX512-BF16/AMX"
 )
@@ -111,7 +107,7 @@ def test_bf16_training_step_computes_float32_losses_close_to_float32(tmp_path, t
 
 
 def _corpus(tmp_path: Path) -> Path:
-    rows = pd.read_csv(MOSES, nrows=32)
+    rows = pd.read_csv(MOSES_SAMPLE, nrows=32)
     path = tmp_path / "train.csv"
     rows.to_csv(path, index=False)
     return path
@@ -124,7 +120,10 @@ TINY += ["--num-attention-heads", "2", "--batch-size", "8", "--max-steps", "2", 
 @needs_native_bf16
 def test_pretrain_bf16_trains_in_bf16(tmp_path) -> None:
     run = tmp_path / "run"
-    assert pretrain(["--train-file", str(_corpus(tmp_path)), "--output-dir", str(run), "--bf16", *TINY]) == 0
+    assert (
+        cmim(["pretrain", "--train-file", str(_corpus(tmp_path)), "--output-dir", str(run), "--bf16", *TINY])
+        == 0
+    )
     assert torch.load(run / "checkpoint-2" / "training_args.bin", weights_only=False).bf16 is True
     state = json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())
     assert all(np.isfinite(entry["loss"]) for entry in state["log_history"] if "loss" in entry)
@@ -134,7 +133,10 @@ def test_pretrain_bf16_without_hardware_says_so_and_trains_float32(
     tmp_path, capsys, cpu_without_bf16
 ) -> None:
     run = tmp_path / "run"
-    assert pretrain(["--train-file", str(_corpus(tmp_path)), "--output-dir", str(run), "--bf16", *TINY]) == 0
+    assert (
+        cmim(["pretrain", "--train-file", str(_corpus(tmp_path)), "--output-dir", str(run), "--bf16", *TINY])
+        == 0
+    )
     err = capsys.readouterr().err
     assert "cmim pretrain: note: bf16 asked for, but this CPU has no AVX512-BF16/AMX" in err
     trained_with = torch.load(run / "checkpoint-2" / "training_args.bin", weights_only=False)

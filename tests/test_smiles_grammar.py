@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from clean_python import run_without_cmim_hf
-from helpers import tiny_config
+from helpers import moses_smiles, tiny_config
 from rdkit import Chem, rdBase
 from transformers import LogitsProcessor, LogitsProcessorList
 
@@ -20,8 +20,6 @@ from cmim_hf import CMIMForConditionalGeneration, chem
 from cmim_hf.evaluation.tasks import BUILTIN_TASKS, MOLECULENET_DIR
 from cmim_hf.generation.grammar import SmilesGrammarLogitsProcessor, TokenKind, classify_token
 from cmim_hf.models.cmim.tokenization_cmim import split_smiles
-
-MOSES_SAMPLE = Path(cmim_hf.__file__).parent / "package_data" / "moses" / "moses_test_first5000.csv"
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +161,7 @@ def assert_gold_tokens_allowed(
 
 
 def test_gold_moses_tokens_are_allowed(tokenizer) -> None:
-    smiles = pd.read_csv(MOSES_SAMPLE)["SMILES"].tolist()
+    smiles = moses_smiles()
     assert assert_gold_tokens_allowed(SmilesGrammarLogitsProcessor(tokenizer), tokenizer, smiles) == 5000
 
 
@@ -313,7 +311,7 @@ def test_random_walks_through_the_allowed_tokens_parse() -> None:
 
 def test_imports_and_runs_without_cmim_hf(tokenizer, tmp_path: Path) -> None:
     """The file copied alone (as into a checkpoint's remote-code folder) works from a plain vocabulary."""
-    shutil.copy(Path(cmim_hf.__file__).parent / "smiles_grammar.py", tmp_path / "smiles_grammar.py")
+    shutil.copy(Path(cmim_hf.__file__).parent / "generation" / "grammar.py", tmp_path / "smiles_grammar.py")
     code = """
 import torch
 sys.path.insert(0, ".")

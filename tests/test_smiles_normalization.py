@@ -15,7 +15,7 @@ from transformers import pipeline
 import cmim_hf
 from cmim_hf import CMIMConfig, CMIMEmbedder, CMIMForConditionalGeneration, CMIMTokenizer
 from cmim_hf.chem import InvalidSmilesError, normalize_smiles
-from cmim_hf.evaluation.featurizers import CMIMFeaturizer
+from cmim_hf.evaluation.featurizers import CheckpointFeaturizer
 from cmim_hf.generation import encode_smiles
 from cmim_hf.models.cmim.pipelines import InformativeFeatureExtractionPipeline, normalize_for_model
 from cmim_hf.training.corpus import load_smiles_corpus, tokenize_corpus
@@ -76,9 +76,9 @@ def test_embedder_and_featurizer_apply_the_checkpoint_scheme(nostereo_model, tmp
 
     nostereo_model.save_pretrained(tmp_path / "ckpt")
     CMIMTokenizer().save_pretrained(tmp_path / "ckpt")
-    featurized = CMIMFeaturizer(tmp_path / "ckpt")([STEREO])
+    featurized = CheckpointFeaturizer(tmp_path / "ckpt")([STEREO])
     np.testing.assert_allclose(featurized, as_trained, atol=1e-5)
-    unnormalized = CMIMFeaturizer(tmp_path / "ckpt", normalize=False)
+    unnormalized = CheckpointFeaturizer(tmp_path / "ckpt", normalize=False)
     np.testing.assert_allclose(unnormalized([STEREO]), raw, atol=1e-5)
     assert "normalize=False" in repr(unnormalized)
 

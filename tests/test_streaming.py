@@ -11,16 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import moses_smiles
 from safetensors.torch import load_file
 
+from cmim_hf.cli import main as cmim
 from cmim_hf.models.cmim.tokenization_cmim import CMIMTokenizer
 from cmim_hf.training.corpus import CorpusError, load_smiles_corpus, tokenize_corpus
-from cmim_hf.training.pretrain import main
 from cmim_hf.training.streaming import StreamingSmilesCorpus, corpus_shards
 
-MOSES = (
-    Path(__file__).resolve().parents[1] / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
-)
 INVALID = ["C1CC", "CC[Zz]C", "not a smiles"]
 TINY = ["--hidden-size", "32", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "64",
         "--num-attention-heads", "2", "--batch-size", "8", "--learning-rate", "1e-3", "--warmup-steps", "0",
@@ -29,8 +27,8 @@ TINY = ["--hidden-size", "32", "--encoder-layers", "1", "--decoder-layers", "1",
 
 
 def write_corpus(path: Path, n: int, invalid_at: int | None = None) -> list[str]:
-    """The first n MOSES molecules, with the invalid ones inserted at row ``invalid_at``."""
-    smiles = pd.read_csv(MOSES, nrows=n)["SMILES"].tolist()
+    """The first n MOSES test molecules, with the invalid ones inserted at row ``invalid_at``."""
+    smiles = moses_smiles(n)
     if invalid_at is not None:
         smiles[invalid_at:invalid_at] = INVALID
     pd.DataFrame({"SMILES": smiles}).to_csv(path, index=False)
@@ -124,7 +122,10 @@ def test_a_corpus_without_one_batch_of_usable_molecules_is_an_input_error(tmp_pa
     path = tmp_path / "corpus.csv"
     pd.DataFrame({"SMILES": INVALID + ["CCO"]}).to_csv(path, index=False)
     out = tmp_path / "run"
-    assert main(["--train-file", str(path), "--output-dir", str(out), *TINY, "--max-steps", "2"]) == 2
+    assert (
+        cmim(["pretrain", "--train-file", str(path), "--output-dir", str(out), *TINY, "--max-steps", "2"])
+        == 2
+    )
     error = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(error) == 1 and "1 usable molecules" in error[0] and "3 skipped" in error[0]
     assert "Traceback" not in error[0]
@@ -138,6 +139,7 @@ def test_pretrain_streaming_resumes_to_the_same_weights(tmp_path: Path) -> None:
     write_corpus(path, 60, invalid_at=10)
     out = tmp_path / "run"
     argv = [
+        "pretrain",
         "--train-file",
         str(path),
         "--output-dir",
@@ -148,7 +150,7 @@ def test_pretrain_streaming_resumes_to_the_same_weights(tmp_path: Path) -> None:
         "--save-steps",
         "3",
     ]
-    assert main(argv) == 0
+    assert cmim(argv) == 0
     results = json.loads((out / "pretrain_results.json").read_text())
     assert results["streaming"] and results["steps"] == 6 and results["skipped_train_molecules"] == 3
     assert results["time_to_first_step_s"] > 0 and results["peak_rss_mib"] > 0
@@ -158,7 +160,7 @@ def test_pretrain_streaming_resumes_to_the_same_weights(tmp_path: Path) -> None:
 
     shutil.rmtree(out / "checkpoint-6")
     shutil.rmtree(out / "final")
-    assert main([*argv, "--resume"]) == 0
+    assert cmim([*argv, "--resume"]) == 0
     resumed = load_file(out / "final" / "model.safetensors")
     assert all(np.array_equal(uninterrupted[name].numpy(), resumed[name].numpy()) for name in uninterrupted)
     assert json.loads((out / "pretrain_results.json").read_text())["resumed_from"].endswith("checkpoint-3")
@@ -167,7 +169,7 @@ def test_pretrain_streaming_resumes_to_the_same_weights(tmp_path: Path) -> None:
 
 def test_blank_lines_are_skipped_rows_with_their_index_in_both_readers(tmp_path: Path) -> None:
     """A blank CSV line is a data row (an empty SMILES), numbered as `cmim embed` numbers it."""
-    smiles = pd.read_csv(MOSES, nrows=20)["SMILES"].tolist()
+    smiles = moses_smiles(20)
     path = tmp_path / "blank.csv"
     path.write_text("SMILES\n" + "\n".join([*smiles[:5], "", *smiles[5:10], "[Kr]", "", *smiles[10:]]) + "\n")
     _, skipped = tokenize_corpus(load_smiles_corpus(path), CMIMTokenizer(model_max_length=64))

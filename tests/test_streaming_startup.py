@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # as the scripts run
+from common import MOSES_SAMPLE as MOSES  # noqa: E402
 from streaming_startup import main  # noqa: E402
-
-MOSES = REPO / "cmim_hf" / "package_data" / "moses" / "moses_test_first5000.csv"
 
 
 def test_one_record_per_size_and_mode(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 :mod:`~cmim_hf.embedding.featurizer`.
 """
 
-from cmim_hf.checkpoints import load_model_and_tokenizer  # its old home, kept for 0.3 (see CHANGELOG)
+from cmim_hf.checkpoints import load_model_and_tokenizer  # its old home, kept for 0.2 (see CHANGELOG)
 from cmim_hf.embedding.embedder import (
     INVALID_POLICIES,
     CMIMEmbedder,
@@ -13,7 +13,7 @@ from cmim_hf.embedding.embedder import (
     smiles_normalization_of,
 )
 from cmim_hf.embedding.featurizer import CMIMFeaturizer
-from cmim_hf.io import (  # their old home, kept for 0.3 (see CHANGELOG)
+from cmim_hf.io import (  # their old home, kept for 0.2 (see CHANGELOG)
     FILE_SUFFIXES,
     file_smiles_column,
     is_file_input,

@@ -18,7 +18,7 @@ input tables is :mod:`cmim_hf.io`; loading the model is :mod:`cmim_hf.checkpoint
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +35,7 @@ from transformers import (
 from cmim_hf import chem
 from cmim_hf.checkpoints import load_model_and_tokenizer
 from cmim_hf.chem import InvalidRow, InvalidSmilesError
-from cmim_hf.distributed import destroy_process_group_safely
+from cmim_hf.distributed import gloo_process_group, rank_and_world_size
 from cmim_hf.io import (
     count_rows,
     file_schema,
@@ -94,27 +94,6 @@ def smiles_normalization_of(model: PreTrainedModel, normalize: bool | str) -> st
             f"normalize must be a bool or one of {chem.SMILES_NORMALIZATIONS}, got {normalize!r}"
         )
     return normalize
-
-
-def _distributed_rank_world() -> tuple[int, int]:
-    """(rank, world size) from torch.distributed or from torchrun/accelerate environment variables."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-@contextmanager
-def _process_group(world: int) -> Iterator[None]:
-    """Make sure a process group exists when world > 1 (gloo; only used for small syncs)."""
-    created = False
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="gloo")
-        created = True
-    try:
-        yield
-    finally:
-        if created:
-            destroy_process_group_safely()
 
 
 def embedding_device(device: str | torch.device | None) -> torch.device:
@@ -427,14 +406,14 @@ class CMIMEmbedder:
             raise ValueError(f"output must be a .parquet file, got {out_path}")
         check_output_path(out_path, [path], overwrite)
         column = file_smiles_column(path, smiles_col)
-        rank, world = _distributed_rank_world()
+        rank, world = rank_and_world_size()
         out_path.parent.mkdir(parents=True, exist_ok=True)
         partial = partial_path(out_path)  # unique to this process: concurrent writers never share it
         target = partial if world == 1 else _shard_path(out_path, rank, world)
         schema = self._output_schema(column, _carried_schema(path, column))
         invalid: list[InvalidRow] = []
         error: Exception | None = None
-        with _process_group(world), ExitStack() as held:
+        with gloo_process_group(world), ExitStack() as held:
             try:  # rank 0 holds the output's lock, every other rank its shard's, until the end
                 held.enter_context(output_lock(out_path if rank == 0 else target))
                 held.callback(target.unlink, missing_ok=True)  # failed or interrupted: no stray file

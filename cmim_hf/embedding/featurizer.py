@@ -3,19 +3,43 @@
 
 from __future__ import annotations
 
-import os
+import inspect
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from transformers import (
-    PreTrainedModel,
-)
 
 from cmim_hf.embedding.embedder import CMIMEmbedder
-from cmim_hf.models.cmim.pipelines import Source
-from cmim_hf.models.cmim.pooling import LayerSpec, PoolingMode
+
+EMBEDDER_PARAMETERS: tuple[str, ...] = (
+    "model",
+    "tokenizer",
+    "source",
+    "layers",
+    "pooling",
+    "include_latent",
+    "batch_size",
+    "device",
+    "normalize",
+    "on_invalid",
+)
+"""The parameters of :class:`CMIMEmbedder` that a :class:`CMIMFeaturizer` takes and passes on."""
+
+
+def _featurizer_signature() -> inspect.Signature:
+    """``CMIMFeaturizer.__init__``'s parameters: :data:`EMBEDDER_PARAMETERS` as ``CMIMEmbedder``
+    declares them (but ``on_invalid``, "nan" by default: rows stay aligned), then ``smiles_col``."""
+    embedder = inspect.signature(CMIMEmbedder.__init__).parameters
+    parameters = [embedder["self"], *(embedder[name] for name in EMBEDDER_PARAMETERS)]
+    parameters[-1] = parameters[-1].replace(default="nan", annotation=Literal["raise", "nan"])
+    smiles_col = inspect.Parameter(
+        "smiles_col", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=str | None
+    )
+    return inspect.Signature([*parameters, smiles_col])
+
+
+_SIGNATURE = _featurizer_signature()
 
 
 class CMIMFeaturizer(TransformerMixin, BaseEstimator):
@@ -24,52 +48,28 @@ class CMIMFeaturizer(TransformerMixin, BaseEstimator):
     Stateless (`fit` only loads the model). Invalid SMILES become NaN rows by default so that
     rows stay aligned with `y`; follow with an imputer or drop them beforehand.
 
-    Args: as `CMIMEmbedder`; `model` is best a checkpoint path (cheap to clone).
+    Args: those of `CMIMEmbedder` named in `EMBEDDER_PARAMETERS` (same defaults, but `on_invalid`:
+    "nan", or "raise"); `model` is best a checkpoint path (cheap to clone). `smiles_col`: the column
+    of a DataFrame input (default: its only column, else the SMILES column found by
+    `cmim_hf.io.smiles_column`).
     """
 
-    def __init__(
-        self,
-        model: str | os.PathLike | PreTrainedModel,
-        tokenizer: Any | None = None,
-        source: Source = "decoder",
-        layers: LayerSpec = "last",
-        pooling: PoolingMode = "mean",
-        include_latent: bool | None = None,
-        batch_size: int = 256,
-        device: str | None = None,
-        normalize: bool | str = True,
-        on_invalid: Literal["raise", "nan"] = "nan",
-        smiles_col: str | None = None,
-    ) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.source = source
-        self.layers = layers
-        self.pooling = pooling
-        self.include_latent = include_latent
-        self.batch_size = batch_size
-        self.device = device
-        self.normalize = normalize
-        self.on_invalid = on_invalid
-        self.smiles_col = smiles_col
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        arguments = _SIGNATURE.bind(self, *args, **kwargs)
+        arguments.apply_defaults()
+        for name, value in arguments.arguments.items():
+            if name != "self":
+                setattr(self, name, value)
+
+    # scikit-learn reads an estimator's parameters from this signature (get_params, clone, repr)
+    __init__.__signature__ = _SIGNATURE
 
     def fit(self, X: Any, y: Any = None) -> CMIMFeaturizer:
         """Load the model; nothing is learned."""
         if self.on_invalid not in ("raise", "nan"):
             raise ValueError("CMIMFeaturizer keeps rows aligned: on_invalid must be 'raise' or 'nan'")
-        self.embedder_ = CMIMEmbedder(
-            self.model,
-            tokenizer=self.tokenizer,
-            source=self.source,
-            layers=self.layers,
-            pooling=self.pooling,
-            include_latent=self.include_latent,
-            batch_size=self.batch_size,
-            device=self.device,
-            normalize=self.normalize,
-            on_invalid=self.on_invalid,
-            progress=False,
-        )
+        options = {name: getattr(self, name) for name in EMBEDDER_PARAMETERS}
+        self.embedder_ = CMIMEmbedder(**options, progress=False)
         return self
 
     def transform(self, X: Any) -> np.ndarray:

@@ -1,4 +1,7 @@
-"""Downstream evaluation: featurizers, probes, local ``evaluate`` metrics, the benchmark and its reports.
+"""Downstream evaluation: featurizers, probes, local ``evaluate`` metrics, the benchmark and its reports;
+the labelled tasks and their splits (:mod:`~cmim_hf.evaluation.tasks`), model comparisons
+(:mod:`~cmim_hf.evaluation.comparison`), the generative figures of a checkpoint
+(:mod:`~cmim_hf.evaluation.generative`) and the MOSES metrics (:mod:`~cmim_hf.evaluation.moses_metrics`).
 
 Typical use::
 
@@ -7,11 +10,12 @@ Typical use::
                             split="scaffold", seeds=5, probes=["svm", "rf"], out_dir="runs/bench")
 """
 
+from cmim_hf._compat import renamed_name
 from cmim_hf.evaluation.benchmark import BenchmarkResults, evaluate_fold, run_benchmark
 from cmim_hf.evaluation.featurizers import (
     BUILTIN_FEATURIZERS,
     EMBEDDING_SOURCES,
-    CMIMFeaturizer,
+    CheckpointFeaturizer,
     Featurizer,
     FeaturizerError,
     FeaturizerRuntimeError,
@@ -36,7 +40,7 @@ __all__ = [
     "PROBE_NAMES",
     "REGRESSION_METRICS",
     "BenchmarkResults",
-    "CMIMFeaturizer",
+    "CheckpointFeaturizer",
     "Featurizer",
     "FeaturizerError",
     "FeaturizerRuntimeError",
@@ -54,3 +58,5 @@ __all__ = [
     "resolve_featurizer",
     "run_benchmark",
 ]
+
+__getattr__ = renamed_name(__name__, "CMIMFeaturizer", "CheckpointFeaturizer", CheckpointFeaturizer)

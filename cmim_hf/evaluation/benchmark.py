@@ -43,7 +43,7 @@ from cmim_hf.evaluation.tasks import (
     scaffold_keys,
 )
 
-__all__ = ["BenchmarkResults", "evaluate_fold", "run_benchmark"]
+__all__ = ["BenchmarkResults", "evaluate_fold", "run_benchmark", "task_record"]
 
 
 @dataclass
@@ -224,6 +224,19 @@ def prepare_tasks(
     return prepared
 
 
+def task_record(task: MoleculeTask, invalid: list[dict[str, Any]]) -> dict[str, Any]:
+    """A task's entry in ``BenchmarkResults.tasks`` (the benchmark's and fine-tuning's): its type,
+    source and label names, the molecules kept and the invalid rows :func:`prepare_task` dropped."""
+    return {
+        "task_type": task.task_type,
+        "source": task.source,
+        "label_names": task.label_names,
+        "n_valid": len(task),
+        "n_invalid": len(invalid),
+        "invalid_rows": invalid,
+    }
+
+
 def _describe(spec: str | Featurizer) -> str:
     """A featurizer's spec string, function name or repr, for the config record."""
     if isinstance(spec, str):
@@ -343,14 +356,7 @@ def run_benchmark(
     total = len(prepared) * len(resolved) * len(probes) * len(seed_list)
     bar = tqdm(total=total, desc="benchmark", disable=not progress, unit="fold")
     for task, invalid in prepared:
-        task_info[task.name] = {
-            "task_type": task.task_type,
-            "source": task.source,
-            "label_names": task.label_names,
-            "n_valid": len(task),
-            "n_invalid": len(invalid),
-            "invalid_rows": invalid,
-        }
+        task_info[task.name] = task_record(task, invalid)
         keys = None if split == "random" else np.asarray(scaffold_keys(task.smiles), dtype=object)
         splits = {seed: make_split(split, task.smiles, seed, fractions, scaffolds=keys) for seed in seed_list}
         features: dict[str, np.ndarray] = {}

@@ -3,7 +3,8 @@
 Built-ins are ``"ecfp4"`` (2048-bit Morgan radius 2) and ``"descriptors"`` (all RDKit 2D
 descriptors, NaN where RDKit cannot compute one; the probes impute NaN with the training
 median). Any callable with the same contract works, e.g. a cMIM embedder's ``embed`` method.
-A checkpoint folder resolves to ``CMIMEmbedder(path, source=...).embed``.
+A checkpoint folder resolves to a :class:`CheckpointFeaturizer` (``CMIMEmbedder(path, source=...).embed``).
+The scikit-learn transformer for pipelines is another class, :class:`cmim_hf.embedding.CMIMFeaturizer`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cmim_hf._compat import renamed_name
 from cmim_hf.chem import ecfp4, rdkit_descriptors
 from cmim_hf.errors import InputError
 
@@ -24,7 +26,7 @@ __all__ = [
     "EMBEDDING_SOURCES",
     "ecfp4_features",
     "descriptor_features",
-    "CMIMFeaturizer",
+    "CheckpointFeaturizer",
     "resolve_featurizer",
     "featurize",
 ]
@@ -56,8 +58,10 @@ def descriptor_features(smiles: list[str]) -> np.ndarray:
 BUILTIN_FEATURIZERS: dict[str, Featurizer] = {"ecfp4": ecfp4_features, "descriptors": descriptor_features}
 
 
-class CMIMFeaturizer:
-    """Embedding function of a cMIM checkpoint (``cmim_hf.embedding.CMIMEmbedder``).
+class CheckpointFeaturizer:
+    """The benchmark's featurizer of a cMIM checkpoint: a callable ``list[str] -> (N, D)`` over
+    :class:`cmim_hf.embedding.CMIMEmbedder`, named in reports as ``cmim:<path>[<embedding>]``
+    (called ``CMIMFeaturizer`` before 0.3; that name is the scikit-learn transformer's).
 
     Molecules the model cannot encode (more tokens than its ``max_position_embeddings``) get NaN
     rows, with a warning naming them: the probes impute them like any missing feature and the
@@ -127,7 +131,7 @@ def resolve_featurizer(
             f"unknown featurizer {spec!r}: not one of {', '.join(BUILTIN_FEATURIZERS)} "
             "and not an existing checkpoint folder"
         )
-    return CMIMFeaturizer(spec, embedding=embedding, batch_size=batch_size)
+    return CheckpointFeaturizer(spec, embedding=embedding, batch_size=batch_size)
 
 
 def featurize(featurizer: Featurizer, smiles: Sequence[str], name: str = "featurizer") -> np.ndarray:
@@ -150,3 +154,6 @@ def featurize(featurizer: Featurizer, smiles: Sequence[str], name: str = "featur
         )
     out[~np.isfinite(out)] = np.nan
     return out
+
+
+__getattr__ = renamed_name(__name__, "CMIMFeaturizer", "CheckpointFeaturizer", CheckpointFeaturizer)

@@ -23,7 +23,9 @@ __all__ = [
     "summarize",
     "format_cell",
     "markdown_report",
+    "markdown_table",
     "write_json",
+    "write_text",
     "write_reports",
     "RESULT_FILES",
     "plot_parity",
@@ -138,7 +140,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _write_text(text: str, path: str | Path) -> Path:
+def write_text(text: str, path: str | Path) -> Path:
     """Write ``text`` to ``path`` through a temporary file, so a failure leaves the old file whole."""
     with atomic_output(path) as partial:
         partial.write_text(text, encoding="utf-8")
@@ -147,7 +149,7 @@ def _write_text(text: str, path: str | Path) -> Path:
 
 def write_json(data: Mapping[str, Any], path: str | Path) -> Path:
     """Write ``data`` as indented JSON (NaN as ``null``), atomically."""
-    return _write_text(json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n", path)
+    return write_text(json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n", path)
 
 
 def write_reports(results: Any, out_dir: str | Path, stem: str = "results") -> None:
@@ -157,7 +159,7 @@ def write_reports(results: Any, out_dir: str | Path, stem: str = "results") -> N
     order = list(results.config["featurizers"])
     results.files["markdown"] = str(out / f"{stem}.md")
     results.files["json"] = str(out / f"{stem}.json")
-    _write_text(
+    write_text(
         markdown_report(results.summary, order, results.tasks, results.config) + "\n", out / f"{stem}.md"
     )
     write_json(results.to_dict(), out / f"{stem}.json")

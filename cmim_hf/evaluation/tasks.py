@@ -26,6 +26,7 @@ import pandas as pd
 
 from cmim_hf.chem import murcko_scaffold
 from cmim_hf.errors import InputError
+from cmim_hf.io import TableNotFoundError, TableReadError, read_table
 
 __all__ = [
     "DataError",
@@ -191,16 +192,13 @@ class MoleculeTask:
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file (by extension), raising :class:`DataFileNotFoundError`."""
-    if not path.is_file():
-        raise DataFileNotFoundError(f"data file not found: {path}")
+    """:func:`cmim_hf.io.read_table`, its errors raised as this module's (same messages)."""
     try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
-    except (ValueError, OSError, EOFError) as err:  # empty, not UTF-8, truncated or corrupt compression
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{path} cannot be read as a table: {message}") from None
+        return read_table(path)
+    except TableNotFoundError as err:
+        raise DataFileNotFoundError(str(err)) from None
+    except TableReadError as err:
+        raise DataError(str(err)) from None
 
 
 def _labels_from_frame(frame: pd.DataFrame, columns: Sequence[str], task_type: str, path: Path) -> np.ndarray:

@@ -38,7 +38,7 @@ generator gives the same normal values whether they are drawn at once or in piec
 of 16 values (the last piece whole), which is how they are drawn here, whatever the batch size.
 """
 
-from cmim_hf.checkpoints import (  # the old home of these names, kept for 0.3 (see CHANGELOG)
+from cmim_hf.checkpoints import (  # the old home of these names, kept for 0.2 (see CHANGELOG)
     CheckpointError,
     check_checkpoint_folder,
     check_tokenizer_matches,

@@ -16,11 +16,7 @@ from cmim_hf import chem
 from cmim_hf.generation import sampling
 from cmim_hf.generation.metrics import tanimoto_similarity
 from cmim_hf.generation.results import OptimizationResult, OptimizedMolecule
-from cmim_hf.generation.sampling import (
-    DEFAULT_BATCH_SIZE,
-    _as_list,
-    encode_smiles,
-)
+from cmim_hf.generation.sampling import DEFAULT_BATCH_SIZE, _as_list, encode_smiles, one_call_form
 
 
 def descriptor_score(name: str) -> Callable[[str], float]:
@@ -46,70 +42,6 @@ def _safe_score(score_fn: Callable[[str], float], smiles: str) -> float | None:
     except Exception:  # a user scoring function failing on one decode must not stop the search
         return None
     return value if math.isfinite(value) else None
-
-
-def optimize(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    seeds: str | Sequence[str],
-    score_fn: Callable[[str], float],
-    iterations: int = 10,
-    population_size: int | None = None,
-    sigma: float = 0.5,
-    similarity_weight: float = 0.0,
-    invalid_penalty: float = -1000.0,
-    seed: int = 0,
-    num_beams: int = 1,
-    max_new_tokens: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    grammar_constrained: bool = False,
-    top_k: int | None = None,
-) -> list[OptimizationResult]:
-    """Search the latent space around each seed molecule for molecules with a higher score.
-
-    For each seed, CMA-ES starts at mu(seed) with step size ``sigma`` (prior units) and, for
-    ``iterations`` rounds, decodes a population of codes (one batch) and maximises
-    ``score_fn(smiles) + similarity_weight * tanimoto(smiles, seed)``. Decodes that are invalid,
-    or whose score raises or is not finite, get ``invalid_penalty`` (CMA-ES only uses ranks, so
-    any value below the valid objectives works).
-
-    Args:
-        score_fn: SMILES (canonical) -> float, higher is better, e.g. :func:`descriptor_score`.
-        population_size: codes per round (default: CMA-ES's 4 + 3 ln(K * L)).
-        seed: seeds the CMA-ES sampler (seed i uses ``seed + i``); same seed, same result.
-        grammar_constrained: as :func:`decode_latents`.
-        top_k: keep only the ``top_k`` best distinct molecules of each seed (and score at most
-            ``SCORE_CACHE_SIZE`` recent distinct molecules from memory), so memory does not grow
-            with ``iterations``; None (default) keeps every distinct molecule. With a deterministic
-            ``score_fn`` the search and the best molecules are the same either way.
-
-    Returns:
-        One :class:`OptimizationResult` per seed molecule (:func:`iter_optimize` yields them one
-        at a time).
-
-    Raises:
-        InvalidSmilesError: for an invalid seed SMILES (naming it and its position).
-        Exception: whatever ``score_fn`` raises on a seed molecule.
-    """
-    return list(
-        iter_optimize(
-            model,
-            tokenizer,
-            seeds,
-            score_fn,
-            iterations,
-            population_size,
-            sigma,
-            similarity_weight,
-            invalid_penalty,
-            seed,
-            num_beams,
-            max_new_tokens,
-            batch_size,
-            grammar_constrained,
-            top_k,
-        )
-    )
 
 
 # Distinct molecules whose score :func:`iter_optimize` remembers when it keeps only the best few;
@@ -165,6 +97,37 @@ def iter_optimize(
             )
 
     return searches()
+
+
+@one_call_form(iter_optimize)
+def optimize(pieces: list[OptimizationResult], arguments: dict[str, Any]) -> list[OptimizationResult]:
+    """Search the latent space around each seed molecule for molecules with a higher score.
+
+    For each seed, CMA-ES starts at mu(seed) with step size ``sigma`` (prior units) and, for
+    ``iterations`` rounds, decodes a population of codes (one batch) and maximises
+    ``score_fn(smiles) + similarity_weight * tanimoto(smiles, seed)``. Decodes that are invalid,
+    or whose score raises or is not finite, get ``invalid_penalty`` (CMA-ES only uses ranks, so
+    any value below the valid objectives works).
+
+    Args:
+        score_fn: SMILES (canonical) -> float, higher is better, e.g. :func:`descriptor_score`.
+        population_size: codes per round (default: CMA-ES's 4 + 3 ln(K * L)).
+        seed: seeds the CMA-ES sampler (seed i uses ``seed + i``); same seed, same result.
+        grammar_constrained: as :func:`decode_latents`.
+        top_k: keep only the ``top_k`` best distinct molecules of each seed (and score at most
+            ``SCORE_CACHE_SIZE`` recent distinct molecules from memory), so memory does not grow
+            with ``iterations``; None (default) keeps every distinct molecule. With a deterministic
+            ``score_fn`` the search and the best molecules are the same either way.
+
+    Returns:
+        One :class:`OptimizationResult` per seed molecule (:func:`iter_optimize` yields them one
+        at a time).
+
+    Raises:
+        InvalidSmilesError: for an invalid seed SMILES (naming it and its position).
+        Exception: whatever ``score_fn`` raises on a seed molecule.
+    """
+    return pieces
 
 
 def _optimize_one(

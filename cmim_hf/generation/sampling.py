@@ -3,14 +3,17 @@
 Latent codes are (N, K, L) float32 CPU tensors; every function runs in batches on the model's
 device in eval mode (the training flag is restored) and returns a result of
 :mod:`cmim_hf.generation.results`. Streamed variants (``iter_*``) draw the same random codes as
-their one-call functions, one batch at a time.
+their one-call functions, one batch at a time; each one-call function is its ``iter_*`` function
+with the batches joined (:func:`one_call_form`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +76,11 @@ def _as_list(smiles: str | Sequence[str]) -> list[str]:
     return [smiles] if isinstance(smiles, str) else list(smiles)
 
 
+def _no_latents(model: PreTrainedModel) -> torch.Tensor:
+    """The (0, K, L) latent codes of an empty result."""
+    return torch.zeros(0, model.config.num_latents, model.config.latent_size)
+
+
 def encode_posterior(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -106,8 +114,7 @@ def encode_posterior(
             means.append(posterior.z_mean.float().cpu())
             logvars.append(posterior.z_logvar.float().cpu())
     if not means:
-        empty = torch.zeros(0, model.config.num_latents, model.config.latent_size)
-        return empty, empty.clone()
+        return _no_latents(model), _no_latents(model)
     return torch.cat(means), torch.cat(logvars)
 
 
@@ -156,6 +163,16 @@ def decode_latents(
             )
             smiles += tokenizer.batch_decode(ids, skip_special_tokens=True)
     return smiles
+
+
+def _decoded(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, z: torch.Tensor, decoding: tuple[Any, ...]
+) -> dict[str, Any]:
+    """The fields every result has for codes ``z``: their decoded ``smiles`` (:func:`decode_latents`
+    with ``decoding`` = num_beams, max_new_tokens, batch_size, grammar_constrained), one RDKit
+    ``valid`` flag each, and the ``latents`` themselves."""
+    smiles = decode_latents(model, tokenizer, z, *decoding)
+    return {"smiles": smiles, "valid": rdkit_validity(smiles), "latents": z}
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -213,6 +230,29 @@ def concat_results(pieces: list[Any], empty: Any) -> Any:
     return type(pieces[0])(**joined)
 
 
+def one_call_form(stream: Callable[..., Iterator[Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: the function it decorates, ``join(pieces, arguments) -> result`` (its name and
+    docstring kept), becomes the one-call form of ``stream``, an ``iter_*`` function: it takes
+    ``stream``'s parameters, runs it and joins the list of its batches (``arguments``: every
+    parameter's value, defaults applied). Errors ``stream`` raises at the call are raised the same."""
+    signature = inspect.signature(stream)
+
+    def decorate(join: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(join)
+        def one_call(*args: Any, **kwargs: Any) -> Any:
+            arguments = signature.bind(*args, **kwargs)
+            arguments.apply_defaults()
+            return join(list(stream(*args, **kwargs)), arguments.arguments)
+
+        del one_call.__wrapped__  # its signature is the stream's, not the join's
+        one_call.__signature__ = signature.replace(
+            return_annotation=inspect.signature(join).return_annotation
+        )
+        return one_call
+
+    return decorate
+
+
 # ---------------------------------------------------------------------------------------------
 # Reconstruction, sampling, interpolation
 # ---------------------------------------------------------------------------------------------
@@ -234,16 +274,11 @@ def reconstruct(
     """
     inputs = _as_list(smiles)
     z = encode_smiles(model, tokenizer, inputs, batch_size)
-    decoded = decode_latents(model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained)
-    valid = rdkit_validity(decoded)
-    exact = [ok and chem.canonicalize(d) == chem.canonicalize(i) for d, i, ok in zip(decoded, inputs, valid)]
+    decoded = _decoded(model, tokenizer, z, (num_beams, max_new_tokens, batch_size, grammar_constrained))
+    pairs = zip(decoded["smiles"], inputs, decoded["valid"])
+    exact = [ok and chem.canonicalize(d) == chem.canonicalize(i) for d, i, ok in pairs]
     return ReconstructionResult(
-        smiles=decoded,
-        valid=valid,
-        latents=z,
-        inputs=inputs,
-        exact=exact,
-        similarity=tanimoto_similarity(decoded, inputs),
+        **decoded, inputs=inputs, exact=exact, similarity=tanimoto_similarity(decoded["smiles"], inputs)
     )
 
 
@@ -325,29 +360,6 @@ def fit_aggregate_posterior(
     return AggregatePosterior(mean, covariance, len(codes), source)
 
 
-def sample_prior(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    n: int,
-    scale: float = 1.0,
-    seed: int = 0,
-    num_beams: int = 1,
-    max_new_tokens: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    prior: AggregatePosterior | None = None,
-    grammar_constrained: bool = False,
-) -> GenerationResult:
-    """Decode ``n`` codes drawn from ``prior`` (an :class:`AggregatePosterior`, with its covariance
-    scaled by ``scale^2``) or, when it is None, from N(0, scale^2 I). ``scale`` < 1 trades diversity
-    for validity; ``grammar_constrained``: as :func:`decode_latents`. The same molecules for any
-    ``batch_size``; :func:`iter_sample_prior` gives them batch by batch."""
-    pieces = iter_sample_prior(
-        model, tokenizer, n, scale, seed, num_beams, max_new_tokens, batch_size, prior, grammar_constrained
-    )
-    shape = (model.config.num_latents, model.config.latent_size)
-    return concat_results(list(pieces), GenerationResult([], [], torch.zeros(0, *shape)))
-
-
 def iter_sample_prior(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -376,6 +388,8 @@ def iter_sample_prior(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
+    decoding = (num_beams, max_new_tokens, batch_size, grammar_constrained)
+
     def batches() -> Iterator[GenerationResult]:
         if prior is None:
             noise = _NormalStream(n * dims, _generator(seed), torch.float32)
@@ -389,50 +403,18 @@ def iter_sample_prior(
             else:
                 draws = noise.take(count * dims).reshape(count, dims)
                 z = (mean + scale * draws @ factor.T).float().reshape(count, *shape)
-            decoded = decode_latents(
-                model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained
-            )
-            yield GenerationResult(smiles=decoded, valid=rdkit_validity(decoded), latents=z)
+            yield GenerationResult(**_decoded(model, tokenizer, z, decoding))
 
     return batches()
 
 
-def sample_neighbourhood(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    seeds: str | Sequence[str],
-    n_per_seed: int,
-    radius: float = DEFAULT_RADIUS,
-    seed: int = 0,
-    num_beams: int = 1,
-    max_new_tokens: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    grammar_constrained: bool = False,
-) -> NeighbourhoodResult:
-    """Decode ``n_per_seed`` codes mu(seed) + radius * N(0, I) around each seed molecule.
-
-    Molecules come grouped by seed (all samples of seed 0 first); ``grammar_constrained``: as
-    :func:`decode_latents`. The same molecules for any ``batch_size``;
-    :func:`iter_sample_neighbourhood` gives them batch by batch.
-
-    Raises:
-        InvalidSmilesError: for an invalid seed SMILES (naming it and its position).
-    """
-    pieces = iter_sample_neighbourhood(
-        model,
-        tokenizer,
-        seeds,
-        n_per_seed,
-        radius,
-        seed,
-        num_beams,
-        max_new_tokens,
-        batch_size,
-        grammar_constrained,
-    )
-    shape = (model.config.num_latents, model.config.latent_size)
-    empty = NeighbourhoodResult([], [], torch.zeros(0, *shape), seeds=_as_list(seeds))
-    return concat_results(list(pieces), empty)
+@one_call_form(iter_sample_prior)
+def sample_prior(pieces: list[GenerationResult], arguments: dict[str, Any]) -> GenerationResult:
+    """Decode ``n`` codes drawn from ``prior`` (an :class:`AggregatePosterior`, with its covariance
+    scaled by ``scale^2``) or, when it is None, from N(0, scale^2 I). ``scale`` < 1 trades diversity
+    for validity; ``grammar_constrained``: as :func:`decode_latents`. The same molecules for any
+    ``batch_size``; :func:`iter_sample_prior` gives them batch by batch."""
+    return concat_results(pieces, GenerationResult([], [], _no_latents(arguments["model"])))
 
 
 def iter_sample_neighbourhood(
@@ -463,6 +445,8 @@ def iter_sample_neighbourhood(
     mu = encode_smiles(model, tokenizer, seed_smiles, batch_size)  # (S, K, L)
     shape, dims = mu.shape[1:], mu[0].numel() if len(mu) else 0
 
+    decoding = (num_beams, max_new_tokens, batch_size, grammar_constrained)
+
     def batches() -> Iterator[NeighbourhoodResult]:
         # the noise of all S * n codes, seed-major, in the order one (S, n, K, L) draw gives it
         noise = _NormalStream(len(seed_smiles) * n_per_seed * dims, _generator(seed), torch.float32)
@@ -470,19 +454,30 @@ def iter_sample_neighbourhood(
             seed_index = [j // n_per_seed for j in range(part.start, part.stop)]
             count = len(seed_index)
             z = mu[seed_index] + radius * noise.take(count * dims).reshape(count, *shape)
-            decoded = decode_latents(
-                model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained
-            )
+            decoded = _decoded(model, tokenizer, z, decoding)
             yield NeighbourhoodResult(
-                smiles=decoded,
-                valid=rdkit_validity(decoded),
-                latents=z,
+                **decoded,
                 seeds=seed_smiles,
                 seed_index=seed_index,
-                similarity=tanimoto_similarity(decoded, [seed_smiles[i] for i in seed_index]),
+                similarity=tanimoto_similarity(decoded["smiles"], [seed_smiles[i] for i in seed_index]),
             )
 
     return batches()
+
+
+@one_call_form(iter_sample_neighbourhood)
+def sample_neighbourhood(pieces: list[NeighbourhoodResult], arguments: dict[str, Any]) -> NeighbourhoodResult:
+    """Decode ``n_per_seed`` codes mu(seed) + radius * N(0, I) around each seed molecule.
+
+    Molecules come grouped by seed (all samples of seed 0 first); ``grammar_constrained``: as
+    :func:`decode_latents`. The same molecules for any ``batch_size``;
+    :func:`iter_sample_neighbourhood` gives them batch by batch.
+
+    Raises:
+        InvalidSmilesError: for an invalid seed SMILES (naming it and its position).
+    """
+    empty = NeighbourhoodResult([], [], _no_latents(arguments["model"]), seeds=_as_list(arguments["seeds"]))
+    return concat_results(pieces, empty)
 
 
 def interpolation_path(
@@ -504,40 +499,6 @@ def interpolation_path(
     else:
         path = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
     return path.reshape(-1, *z_start.shape).to(z_start.dtype)
-
-
-def interpolate(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    start: str,
-    end: str,
-    steps: int = 10,
-    method: InterpolationMethod = "linear",
-    num_beams: int = 1,
-    max_new_tokens: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    grammar_constrained: bool = False,
-) -> InterpolationResult:
-    """Decode ``steps`` evenly spaced points (end points included) between the codes mu(start)
-    and mu(end), along a straight line (``"linear"``) or a great circle (``"slerp"``);
-    ``grammar_constrained``: as :func:`decode_latents`.
-
-    Raises:
-        InvalidSmilesError: if ``start`` or ``end`` is invalid.
-    """
-    pieces = iter_interpolate(
-        model,
-        tokenizer,
-        start,
-        end,
-        steps,
-        method,
-        num_beams,
-        max_new_tokens,
-        batch_size,
-        grammar_constrained,
-    )
-    return concat_results(list(pieces), None)
 
 
 def iter_interpolate(
@@ -568,16 +529,13 @@ def iter_interpolate(
     mu = encode_smiles(model, tokenizer, [start, end], batch_size)
     t = torch.linspace(0.0, 1.0, steps)
 
+    decoding = (num_beams, max_new_tokens, batch_size, grammar_constrained)
+
     def batches() -> Iterator[InterpolationResult]:
         for part in _batches(steps, batch_size):
             z = interpolation_path(mu[0], mu[1], t[part], method)
-            decoded = decode_latents(
-                model, tokenizer, z, num_beams, max_new_tokens, batch_size, grammar_constrained
-            )
             yield InterpolationResult(
-                smiles=decoded,
-                valid=rdkit_validity(decoded),
-                latents=z,
+                **_decoded(model, tokenizer, z, decoding),
                 start=start,
                 end=end,
                 t=t[part].tolist(),
@@ -585,3 +543,15 @@ def iter_interpolate(
             )
 
     return batches()
+
+
+@one_call_form(iter_interpolate)
+def interpolate(pieces: list[InterpolationResult], arguments: dict[str, Any]) -> InterpolationResult:
+    """Decode ``steps`` evenly spaced points (end points included) between the codes mu(start)
+    and mu(end), along a straight line (``"linear"``) or a great circle (``"slerp"``);
+    ``grammar_constrained``: as :func:`decode_latents`.
+
+    Raises:
+        InvalidSmilesError: if ``start`` or ``end`` is invalid.
+    """
+    return concat_results(pieces, None)

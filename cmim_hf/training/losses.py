@@ -1,8 +1,11 @@
 """Loss functions of MIM / cMIM / InfoNCE training, as pure tensor functions.
 
-The maths is in ``shared/design/method.md`` (sections 2 and 3). Every function here takes plain
-tensors and returns **per-example** losses of shape ``(B,)``: the caller (the trainer) reduces over
-the batch, which is what correct gradient accumulation needs.
+The objectives are MolMIM's A-MIM loss (Reidenbach et al., arXiv 2208.09016: the reconstruction
+term ``-log p(x|z)`` and the latent term ``-1/2 [log q(z|x) + log N(z; 0, I)]``) and cMIM's
+contrastive term (Livne, arXiv 2502.19642), with InfoNCE as a baseline; each function's docstring
+writes its formula out. Every function here takes plain tensors and returns **per-example** losses
+of shape ``(B,)``: the caller (the trainer) reduces over the batch, which is what correct gradient
+accumulation needs.
 
 Notation: ``B`` batch size, ``T`` sequence length, ``V`` vocabulary size, ``K`` number of latent
 vectors, ``L`` latent width. Latent codes are ``(B, K, L)`` or ``(B, N)``; every function flattens all
@@ -50,7 +53,7 @@ def _upcast(x: Tensor) -> Tensor:
 # Reconstruction
 # ---------------------------------------------------------------------------------------------
 def sequence_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> Tensor:
-    """Per-sequence mean token cross-entropy, ``-log p(x|z)`` of method.md section 2.
+    """Per-sequence mean token cross-entropy, ``-log p(x|z)``, the reconstruction term of A-MIM.
 
     Args:
         logits: ``(B, T, V)`` unnormalised scores of the next token (already aligned with
@@ -107,7 +110,7 @@ def gaussian_log_density(x: Tensor, mean: Tensor | float, logvar: Tensor | float
 def amim_latent_loss(
     z: Tensor, z_mean: Tensor, z_logvar: Tensor, reduction: str = "mean", free_nats: float = 0.0
 ) -> Tensor:
-    """A-MIM latent term ``-1/2 [log q(z|x) + log N(z; 0, I)]`` (method.md section 2).
+    """A-MIM latent term ``-1/2 [log q(z|x) + log N(z; 0, I)]`` (MolMIM, arXiv 2208.09016).
 
     Args:
         z: ``(B, K, L)`` or ``(B, N)`` posterior sample (``z = mean + exp(logvar/2) * eps``).
@@ -169,7 +172,7 @@ def cmim_contrastive_loss(
     negatives: Tensor | None = None,
     self_index_offset: int = 0,
 ) -> Tensor:
-    """cMIM contrastive term ``-log p(k=1 | z_i, x_i)`` (method.md section 3).
+    """cMIM contrastive term ``-log p(k=1 | z_i, x_i)`` (cMIM, arXiv 2502.19642).
 
     With ``s_ij = cos(z_i, z_j)`` over ``n`` candidates (``n = B``, or ``N_all`` when gathered) and
     ``s_ii = 1``::
@@ -215,7 +218,7 @@ def infonce_loss(
     negatives_b: Tensor | None = None,
     self_index_offset: int = 0,
 ) -> Tensor:
-    """InfoNCE baseline ``-log(exp(s_ii'/tau) / sum_j exp(s_ij'/tau))`` (method.md section 3).
+    """InfoNCE baseline ``-log(exp(s_ii'/tau) / sum_j exp(s_ij'/tau))`` (van den Oord et al., arXiv 1807.03748).
 
     ``z_a`` and ``z_b`` are two posterior samples of the same molecules: row ``i`` of ``z_b`` is the
     positive of row ``i`` of ``z_a``, the other rows of ``z_b`` (or of ``negatives_b``) are its

@@ -76,7 +76,7 @@ def corpus_smiles_column(files: list[Path], smiles_column: str | None) -> str:
             raise CorpusError(str(error)) from None
     if len(found) > 1:
         shown = "; ".join(f"{name!r} in {file}" for name, file in found.items())
-        raise CorpusError(f"the shards name their SMILES column differently ({shown}): give --smiles-column")
+        raise CorpusError(f"the shards name their SMILES column differently ({shown}): give --smiles-col")
     return next(iter(found))
 
 

@@ -95,7 +95,7 @@ def launched_as_cpu_processes() -> bool:
 
 @dataclass
 class CMIMTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` plus the cMIM objective (see ``shared/design/method.md``)."""
+    """``TrainingArguments`` plus the cMIM objective (the terms of :mod:`cmim_hf.training.losses`)."""
 
     objective: str = field(
         default="cmim",

@@ -1,4 +1,6 @@
-"""Local ``evaluate`` metrics: RMSE, MAE, R2 (regression), ROC-AUC and PR-AUC (classification).
+"""Local ``evaluate`` metrics: RMSE, MAE, R2 (regression), ROC-AUC and PR-AUC (classification) for
+the benchmark; for generation, reconstruction (of token ids) and validity, uniqueness, novelty and
+Tanimoto similarity (over the functions of :mod:`cmim_hf.generation.metrics`).
 
 Each metric is a folder ``<name>/<name>.py`` holding an ``evaluate.Metric`` subclass, so it loads
 offline with ``evaluate.load(metric_path(name))`` as well as by direct import, e.g.
