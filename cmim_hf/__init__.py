@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 
+from cmim_hf._compat import install_moved_module_finder
 from cmim_hf.registration import register_auto_classes, register_when_transformers_is_used
 from cmim_hf.version import __version__
 
@@ -74,3 +75,4 @@ def __dir__() -> list[str]:
 __all__ = ["__version__", "DEFAULT_CHECKPOINT", "register_auto_classes", *_LAZY_NAMES]
 
 register_when_transformers_is_used()
+install_moved_module_finder()  # the 0.1 module paths (cmim_hf.trainer, ...), for 0.2 only
