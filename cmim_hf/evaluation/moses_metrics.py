@@ -26,8 +26,8 @@ Test and TestSF are MOSES' test and scaffold-test sets, shipped in ``cmim_hf/pac
 precomputed ChemNet, fragment and scaffold statistics (``make_reference_stats.py`` there regenerates
 them); their fingerprints and the canonical training set are computed on first use and cached under
 :func:`default_cache_dir`. Pairwise Tanimoto similarities are exact torch matrix products of 0/1
-fingerprint matrices, block by block (MOSES does the same): SNN of 30k x 176k takes about 20 s on
-2 CPU cores.
+fingerprint matrices, block by block (MOSES does the same): SNN of 30k x 176k takes about 150 s on
+2 CPU cores, IntDiv of 30k about 25 s.
 
 MOSES compares the canonical SMILES of the generated molecules with the training file's strings,
 canonical for the RDKit MOSES used. Current RDKit writes 276 of the 1.58M training molecules
@@ -220,23 +220,17 @@ def morgan_fingerprints(mols: Sequence[Chem.Mol]) -> np.ndarray:
     return fingerprints
 
 
-def _intersection_counts(rows: torch.Tensor, columns_transposed: torch.Tensor) -> torch.Tensor:
-    """Exact counts of the on-bits each row fingerprint shares with each column fingerprint, float32.
-    On CPU an int8 product (int32 sums, about 3x float32's speed); elsewhere float16 (exact up to
-    2048 bits)."""
-    if rows.device.type == "cpu":
-        return torch._int_mm(rows, columns_transposed).float()
-    return (rows @ columns_transposed).float()
-
-
 def _tanimoto_blocks(
     rows: np.ndarray, columns: np.ndarray, device: str | torch.device
 ) -> Iterator[tuple[slice, torch.Tensor]]:
     """The Tanimoto similarities of every row fingerprint to every column fingerprint (0/1 uint8
     matrices), one block at a time: (the block's rows, their float32 similarities to a block of
-    columns). Two empty fingerprints count as identical, as in MOSES (0/0 -> 1)."""
+    columns). Two empty fingerprints count as identical, as in MOSES (0/0 -> 1).
+
+    The intersection counts are exact float products: float32 on CPU (where it is 25-50x faster than
+    ``torch._int_mm``), float16 elsewhere (exact up to 2048 bits)."""
     device = torch.device(device)
-    dtype = torch.int8 if device.type == "cpu" else torch.float16
+    dtype = torch.float32 if device.type == "cpu" else torch.float16
     row_bits = torch.from_numpy(rows).to(device=device, dtype=dtype)
     row_counts = row_bits.sum(1, dtype=torch.float32)
     for start in range(0, len(columns), _COLUMN_BLOCK):
@@ -245,7 +239,7 @@ def _tanimoto_blocks(
         column_bits = column_bits.T.contiguous()
         for row_start in range(0, len(rows), _ROW_BLOCK):
             block = slice(row_start, row_start + _ROW_BLOCK)
-            intersections = _intersection_counts(row_bits[block], column_bits)
+            intersections = (row_bits[block] @ column_bits).float()
             unions = row_counts[block, None] + column_counts[None, :] - intersections
             similarities = intersections.div_(unions)
             empty_rows, empty_columns = row_counts[block] == 0, column_counts == 0
