@@ -47,6 +47,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from cmim_hf.checkpoints import CheckpointError, check_checkpoint_folder
+from cmim_hf.registration import remote_code_sources
 
 __all__ = [
     "UNMEASURED",
@@ -65,18 +66,8 @@ UNMEASURED = "not measured yet"
 PROJECT_LICENSE = "apache-2.0"  # the license of cmim_hf, its code and the checkpoints it ships
 LICENSE_NAMES = {"apache-2.0": "Apache License 2.0", "mit": "MIT License"}
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
-HUB_FILES: tuple[str, ...] = (
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "configuration_cmim.py",
-    "modeling_cmim.py",
-    "tokenization_cmim.py",
-    "pipelines.py",
-    "pooling.py",
-    "smiles_normalization.py",
-    "README.md",
-)
+# Besides these, a Hub folder carries the remote code (registration.remote_code_sources()).
+HUB_FILES: tuple[str, ...] = ("config.json", "tokenizer.json", "tokenizer_config.json", "README.md")
 TAGS: tuple[str, ...] = ("cmim", "chemistry", "molecules", "smiles", "feature-extraction", "custom_code")
 # Keys of a results section that describe the measurement rather than being a metric.
 CONTEXT_KEYS: tuple[str, ...] = (
@@ -362,7 +353,7 @@ def check_hub_folder(folder: str | os.PathLike) -> Path:
     """
     folder = Path(folder)
     check_checkpoint_folder(folder)
-    for name in HUB_FILES:
+    for name in (*HUB_FILES, *remote_code_sources()):
         if not (folder / name).is_file():
             raise CheckpointError(f"{folder} is not ready for the Hub: {name} is missing")
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
