@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import math
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from rdkit import Chem, DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 
 from cmim_hf.cli import main
-from cmim_hf.errors import InputError
+from cmim_hf.errors import InputError, raise_interrupted
 from cmim_hf.evaluation import moses_metrics as mm
 
 MOSES_KEYS = [
@@ -455,3 +456,22 @@ def test_invalid_smiles_in_a_reference_file_names_the_option(sample_files, tmp_p
     assert _evaluate(sample_files, tmp_path / "metrics.json") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--test-scaffolds" in err[0] and "C1CC" in err[0], err
+
+
+def _signal_dispositions(_: int) -> tuple[object, object]:
+    return signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+
+
+def test_pool_workers_leave_signals_to_the_parent() -> None:
+    """A command's SIGTERM handler raises; inherited by a pool worker it could fire while the worker
+    holds the task queue's lock and hang the others (seen in `cmim evaluate-samples --n-jobs 2`)."""
+    previous = {
+        signum: signal.signal(signum, raise_interrupted) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        dispositions = mm._parallel_map(_signal_dispositions, list(range(8)), 2)
+        assert mm._parallel_map(mm.canonical_smiles, ["OCC", "C(C)O"] * 8, 2) == ["CCO"] * 16
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert set(dispositions) == {(signal.SIG_DFL, signal.SIG_IGN)}

@@ -43,6 +43,7 @@ import json
 import logging
 import math
 import os
+import signal
 import warnings
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -157,12 +158,23 @@ def canonical_smiles(smiles: object) -> str | None:
     return None if mol is None else Chem.MolToSmiles(mol)
 
 
+def _worker_signals() -> None:
+    """A pool worker dies on SIGTERM and ignores SIGINT, leaving both to the parent: a handler
+    inherited from a command (which raises) could fire while the worker holds the task queue's
+    lock, and the other workers would then wait for that lock forever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _parallel_map(function: Callable[[_Item], _Result], items: Sequence[_Item], n_jobs: int) -> list[_Result]:
     """``[function(item) for item in items]``, in ``n_jobs`` processes when ``n_jobs > 1``."""
     if n_jobs <= 1 or len(items) < 2 * n_jobs:
         return [function(item) for item in items]
-    with Pool(n_jobs) as pool:
-        return pool.map(function, items, chunksize=max(1, len(items) // (16 * n_jobs)))
+    with Pool(n_jobs, initializer=_worker_signals) as pool:
+        results = pool.map(function, items, chunksize=max(1, len(items) // (16 * n_jobs)))
+        pool.close()  # the workers finish and exit; leaving the block would SIGTERM them
+        pool.join()
+    return results
 
 
 def fraction_valid(generated: Sequence[object]) -> float:
