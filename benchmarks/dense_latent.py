@@ -103,7 +103,7 @@ def evaluate(folder: str, molecules: list[str], args: argparse.Namespace) -> dic
     chosen = radius_in_band(by_radius)
     return {
         "checkpoint": folder,
-        "posterior_floor_sigma": round(float(np.exp(0.5 * model.config.logvar_min)), 4),
+        "posterior_floor_sigma": round(model.config.posterior_floor_std, 4),
         "prior": "aggregate posterior" if prior is not None else "N(0, I)",
         "exact_reconstruction": recon.exact_match,
         "moses": {name: metrics[name] for name in REPORTED if name in metrics},

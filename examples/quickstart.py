@@ -4,7 +4,8 @@
 2. a short benchmark on those embeddings: ESOL solubility, one random split, SVR probe, cMIM vs
    ECFP4, with its parity plot;
 3. reconstruct six molecules from their latent means, sample six from the aggregate prior and
-   five around the first molecule (``generation.DEFAULT_RADIUS``), drawn as one RDKit grid.
+   five around the first molecule (at the checkpoint's ``config.exploration_radius``), drawn as
+   one RDKit grid.
 
     python examples/quickstart.py [--out runs/quickstart] [--overwrite]
 
@@ -28,7 +29,6 @@ from cmim_hf.embedding import CMIMEmbedder
 from cmim_hf.evaluation.benchmark import run_benchmark
 from cmim_hf.evaluation.tasks import load_task
 from cmim_hf.generation import (
-    DEFAULT_RADIUS,
     AggregatePosterior,
     reconstruct,
     sample_neighbourhood,
@@ -100,7 +100,9 @@ def main() -> int:
         print(f"   {source:<44} -> {decoded:<44} {'exact' if exact else ''}")
     print(f"   six samples from the aggregate posterior: {sum(samples.valid)} valid")
     neighbours = sample_neighbourhood(model, tokenizer, MOLECULES[:1], 5, seed=0)
-    print(f"   five samples around {MOLECULES[0]} (radius {DEFAULT_RADIUS}): {sum(neighbours.valid)} valid")
+    print(
+        f"   five samples around {MOLECULES[0]} (radius {model.config.exploration_radius:.2g}): {sum(neighbours.valid)} valid"
+    )
     panels = result_panels(recon) + result_panels(samples) + result_panels(neighbours)
     image = save_image(draw_panels(panels, columns=6), args.out / "molecules.png")
     print(f"   picture (inputs, reconstructions, prior samples, neighbours): {image}")

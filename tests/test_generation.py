@@ -485,3 +485,27 @@ def test_default_decode_length_is_capped(tokenizer, monkeypatch, positions: int,
     assert seen[-1] == 7
     sample_prior(model, tokenizer, 3, seed=0, max_new_tokens=10_000)  # never past the position table
     assert seen[-1] == positions - 1
+
+
+# --- steps from a code default to the checkpoint's posterior width --------------------------------
+
+
+def test_exploration_radius_is_two_posterior_floor_stds() -> None:
+    assert tiny_config(logvar_min=-6.0).posterior_floor_std == pytest.approx(0.049787, abs=1e-6)
+    wide = tiny_config(logvar_min=2 * math.log(0.3))
+    assert wide.posterior_floor_std == pytest.approx(0.3) and wide.exploration_radius == pytest.approx(0.6)
+
+
+def test_neighbourhood_and_optimisation_default_to_the_exploration_radius(
+    model, tokenizer, monkeypatch
+) -> None:
+    monkeypatch.setattr(model.config, "logvar_min", 2 * math.log(0.3))  # mu does not depend on it
+    default = sample_neighbourhood(model, tokenizer, SMILES[:2], 3, seed=4, max_new_tokens=MAX_NEW)
+    mu = encode_smiles(model, tokenizer, SMILES[:2])
+    noise = torch.randn((2, 3, 1, 32), generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(default.latents, (mu.unsqueeze(1) + 0.6 * noise).reshape(6, 1, 32), atol=1e-6)
+    score = descriptor_score("HeavyAtomCount")
+    options = {"iterations": 2, "population_size": 4, "seed": 0, "max_new_tokens": MAX_NEW}
+    by_default = optimize(model, tokenizer, ["CCO"], score, **options)[0]
+    explicit = optimize(model, tokenizer, ["CCO"], score, sigma=0.6, **options)[0]
+    assert by_default.history == explicit.history and by_default.molecules == explicit.molecules

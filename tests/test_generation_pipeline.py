@@ -168,6 +168,13 @@ def test_neighbours_repeat_with_their_seed_and_match_the_library(generator: Pipe
     assert [smiles for output in outputs for smiles in output["smiles"]] == library.smiles
 
 
+def test_neighbours_default_to_the_checkpoints_exploration_radius(generator: Pipeline) -> None:
+    radius = generator.model.config.exploration_radius
+    default = generator(INPUTS, mode="neighbours", num_samples=3, seed=2)
+    assert default == generator(INPUTS, mode="neighbours", num_samples=3, radius=radius, seed=2)
+    assert default != generator(INPUTS, mode="neighbours", num_samples=3, radius=4 * radius, seed=2)
+
+
 def test_shipped_checkpoint_reconstructs_moses_molecules() -> None:
     shipped = pipeline(GENERATION_TASK, model=str(SHIPPED), trust_remote_code=True, device=-1)
     outputs = shipped(MOSES_EXACT, batch_size=4)

@@ -57,8 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sigma",
         type=float,
-        default=0.5,
-        help="initial CMA-ES step size around the seed's code, in prior units (default: 0.5)",
+        default=None,
+        help="initial CMA-ES step size around the seed's code, in prior units (default: the checkpoint's "
+        "config.exploration_radius, 2 posterior floor stds)",
     )
     parser.add_argument(
         "--similarity-weight",
@@ -133,7 +134,7 @@ def _user_line(error: BaseException, target: str) -> str:
 
 def optimize(args: argparse.Namespace) -> str:
     """Search around every usable seed, write each seed's rows as its search ends; the summary line."""
-    if args.iterations < 1 or args.sigma <= 0 or args.top_k < 1:
+    if args.iterations < 1 or (args.sigma is not None and args.sigma <= 0) or args.top_k < 1:
         raise UsageError("--iterations and --top-k must be positive, --sigma > 0")
     if args.population_size is not None and args.population_size < 2:
         raise UsageError("--population-size must be at least 2")

@@ -13,7 +13,6 @@ from typing import Any
 from cmim_hf import generation
 from cmim_hf.cli import generate, options
 from cmim_hf.errors import UsageError
-from cmim_hf.generation.sampling import DEFAULT_RADIUS
 
 PRIOR_CHOICES: tuple[str, ...] = ("aggregate", "standard")
 
@@ -57,9 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--radius",
         type=float,
-        default=DEFAULT_RADIUS,
-        help="with --around: std of the Gaussian perturbation added to each seed's code "
-        f"(default: {DEFAULT_RADIUS}; see benchmarks/sampler_sweep.py for a checkpoint's trade-off)",
+        default=None,
+        help="with --around: std of the Gaussian perturbation added to each seed's code (default: the "
+        "checkpoint's config.exploration_radius, 2 posterior floor stds; benchmarks/sampler_sweep.py "
+        "measures a checkpoint's trade-off)",
     )
     parser.add_argument(
         "--reference",
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 def sample(args: argparse.Namespace) -> str:
     """Sample, write the molecules batch by batch; the summary line."""
-    if args.num_samples < 1 or args.scale < 0 or args.radius < 0:
+    if args.num_samples < 1 or args.scale < 0 or (args.radius or 0) < 0:
         raise UsageError("--num-samples must be positive, --scale and --radius non-negative")
     seeds = reference = None
     if args.around is not None:

@@ -56,7 +56,7 @@ def iter_optimize(
     score_fn: Callable[[str], float],
     iterations: int = 10,
     population_size: int | None = None,
-    sigma: float = 0.5,
+    sigma: float | None = None,
     similarity_weight: float = 0.0,
     invalid_penalty: float = -1000.0,
     seed: int = 0,
@@ -71,6 +71,8 @@ def iter_optimize(
     Raises:
         ValueError / InvalidSmilesError: as :func:`optimize` (at the call, for the seeds).
     """
+    if sigma is None:
+        sigma = model.config.exploration_radius
     if iterations < 1 or sigma <= 0:
         raise ValueError(f"iterations must be >= 1 and sigma > 0, got {iterations}, {sigma}")
     if top_k is not None and top_k < 1:
@@ -103,7 +105,8 @@ def iter_optimize(
 def optimize(pieces: list[OptimizationResult], arguments: dict[str, Any]) -> list[OptimizationResult]:
     """Search the latent space around each seed molecule for molecules with a higher score.
 
-    For each seed, CMA-ES starts at mu(seed) with step size ``sigma`` (prior units) and, for
+    For each seed, CMA-ES starts at mu(seed) with step size ``sigma`` (prior units; None: the
+    checkpoint's ``config.exploration_radius``, 2 posterior floor stds) and, for
     ``iterations`` rounds, decodes a population of codes (one batch) and maximises
     ``score_fn(smiles) + similarity_weight * tanimoto(smiles, seed)``. Decodes that are invalid,
     or whose score raises or is not finite, get ``invalid_penalty`` (CMA-ES only uses ranks, so

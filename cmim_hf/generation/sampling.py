@@ -43,9 +43,6 @@ DEFAULT_BATCH_SIZE = 256
 # position table ends (1,023 tokens for a 1,024-position model); every molecule in a batch then
 # waits for it. Drug-like molecules (MOSES, MoleculeNet) need far fewer tokens.
 DEFAULT_MAX_NEW_TOKENS = 256
-# Neighbourhood radius: 0.53 of the shipped v2 model's samples are valid at 0.1 (mean Tanimoto 0.67 to
-# the seed), 0.10 at 0.5 (model_cards/cmim-moses-small-v2/sampler_sweep.md).
-DEFAULT_RADIUS = 0.1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,7 +419,7 @@ def iter_sample_neighbourhood(
     tokenizer: PreTrainedTokenizerBase,
     seeds: str | Sequence[str],
     n_per_seed: int,
-    radius: float = DEFAULT_RADIUS,
+    radius: float | None = None,
     seed: int = 0,
     num_beams: int = 1,
     max_new_tokens: int | None = None,
@@ -437,6 +434,8 @@ def iter_sample_neighbourhood(
     Raises:
         InvalidSmilesError: for an invalid seed SMILES (at the call).
     """
+    if radius is None:
+        radius = model.config.exploration_radius
     if n_per_seed < 0 or radius < 0:
         raise ValueError(f"n_per_seed and radius must be non-negative, got {n_per_seed}, {radius}")
     if batch_size < 1:
@@ -467,7 +466,8 @@ def iter_sample_neighbourhood(
 
 @one_call_form(iter_sample_neighbourhood)
 def sample_neighbourhood(pieces: list[NeighbourhoodResult], arguments: dict[str, Any]) -> NeighbourhoodResult:
-    """Decode ``n_per_seed`` codes mu(seed) + radius * N(0, I) around each seed molecule.
+    """Decode ``n_per_seed`` codes mu(seed) + radius * N(0, I) around each seed molecule; ``radius``
+    None is the checkpoint's ``config.exploration_radius`` (2 posterior floor stds: v2 0.1, v3 0.6).
 
     Molecules come grouped by seed (all samples of seed 0 first); ``grammar_constrained``: as
     :func:`decode_latents`. The same molecules for any ``batch_size``;

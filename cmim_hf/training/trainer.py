@@ -355,7 +355,7 @@ class CMIMTrainer(Trainer):
                 logs[f"loss/{name}"] = value
             logs["latent_weight"] = self.latent_weight_now()
             if self._floor_schedule is not None:
-                logs["posterior_floor_sigma"] = math.exp(0.5 * self.model.config.logvar_min)
+                logs["posterior_floor_sigma"] = self.model.config.posterior_floor_std
             self._component_totals = None
         super().log(logs, start_time)
 

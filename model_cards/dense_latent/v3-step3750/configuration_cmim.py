@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from transformers import PreTrainedConfig
 
 POSTERIOR_KINDS = ("learned", "sampled")
@@ -9,6 +11,11 @@ POSITION_EMBEDDING_TYPES = ("learned", "rotary")
 CLASSIFIER_FEATURES = ("informative", "latent")
 ACTIVATIONS = ("gelu", "relu", "silu")
 SMILES_NORMALIZATIONS = ("none", "canonical", "canonical_nostereo")  # see cmim_hf.chem.normalize_smiles
+# The default neighbourhood radius and latent-search step, in posterior floor stds: for both
+# checkpoints measured, 2 floor stds gave the best constrained-QED success (v2, floor 0.05: 0.125 at
+# step 0.1, 0 at 0.3; v3, floor 0.3: 0.25 at 0.6, 0.18 at 0.3, 0.02 at 0.1 and at 1.0;
+# model_cards/qed_optimization/step_size/).
+EXPLORATION_RADIUS_IN_FLOOR_STDS = 2.0
 
 
 class CMIMConfig(PreTrainedConfig):
@@ -106,6 +113,18 @@ class CMIMConfig(PreTrainedConfig):
             self.latent_size = self.hidden_size
         self._validate_cmim()
         super().__post_init__(**kwargs)
+
+    @property
+    def posterior_floor_std(self) -> float:
+        """``exp(logvar_min / 2)``: the narrowest posterior std, so the width of the ball around each
+        code that the decoder learned to read."""
+        return math.exp(self.logvar_min / 2)
+
+    @property
+    def exploration_radius(self) -> float:
+        """The default std of the steps taken from a molecule's code (neighbourhood sampling, latent
+        optimisation): :data:`EXPLORATION_RADIUS_IN_FLOOR_STDS` posterior floor stds."""
+        return EXPLORATION_RADIUS_IN_FLOOR_STDS * self.posterior_floor_std
 
     def _validate_cmim(self) -> None:
         """Raise ``ValueError`` naming the first invalid field."""

@@ -94,7 +94,6 @@ AGGREGATE_POSTERIOR_FILE = "aggregate_posterior.safetensors"
 "covariance" (D, D), D = K * L), as `cmim_hf.generation.AggregatePosterior` writes it."""
 DEFAULT_GENERATION_BATCH_SIZE = 64
 DEFAULT_MAX_NEW_TOKENS = 256  # a code far from the training codes may never emit <eos>
-DEFAULT_RADIUS = 0.1  # neighbourhood radius, as in cmim_hf.generation
 # added to the diagonal of a singular covariance, as cmim_hf.training.latent_stats does
 CHOLESKY_JITTER = 1e-6
 
@@ -488,7 +487,8 @@ class CMIMGenerationPipeline(CheckpointPipeline):
       checkpoint's aggregate posterior (`AGGREGATE_POSTERIOR_FILE`), or from N(0, I) when it has
       none; a list of `{"smiles", "valid"}`.
     - "neighbours": decode `num_samples` codes mu + `radius` * N(0, I) around each input; one
-      `{"input", "smiles": [...], "valid": [...]}` per input.
+      `{"input", "smiles": [...], "valid": [...]}` per input. `radius` defaults to the checkpoint's
+      `config.exploration_radius` (2 posterior floor stds).
 
     Inputs are written as the checkpoint's training SMILES were unless `normalize=False` (see
     `normalize_for_model`). An input that cannot be read (RDKit rejects it, or it is longer than
@@ -575,7 +575,7 @@ class CMIMGenerationPipeline(CheckpointPipeline):
         offsets = None
         if mode == "neighbours":  # drawn for every input, so one input's codes do not depend on the others
             noise = torch.randn((len(smiles), num_samples, *self.latent_shape), generator=generator)
-            offsets = request.get("radius", DEFAULT_RADIUS) * noise
+            offsets = request.get("radius", self.model.config.exploration_radius) * noise
         model_inputs: dict[int, dict[str, torch.Tensor]] = {}
         results: list[dict[str, Any]] = []
         for index, text in enumerate(smiles):
