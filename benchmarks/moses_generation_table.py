@@ -6,8 +6,11 @@ Each model runs exactly what a user runs, in its own process:
     cmim sample -n 30000 --seed 0 --model M -o NAME.csv
     cmim evaluate-samples NAME.csv -o NAME.json          (MOSES' Test, TestSF and train, shipped)
 
-    python benchmarks/moses_generation_table.py --model "first checkpoint=first/cmim_hf/pretrained" \
-        --model v2=cmim_hf/pretrained --json benchmarks/results/moses_generation.json \
+    git archive 907a96c cmim_hf/pretrained | (mkdir -p first && tar -x -C first)
+    git archive e2328a0 cmim_hf/pretrained | (mkdir -p v2 && tar -x -C v2)
+    python benchmarks/moses_generation_table.py --keep-samples samples --n-jobs 2 \
+        --model "first checkpoint=first/cmim_hf/pretrained" --model v2=v2/cmim_hf/pretrained \
+        --model v3=model_cards/dense_latent/v3 --json benchmarks/results/moses_generation.json \
         --markdown benchmarks/results/moses_generation.md
 
 ``--json`` keeps the rows of earlier runs (a model measured again replaces its row), so models can
@@ -94,7 +97,8 @@ def render(rows: dict[str, dict[str, Any]]) -> str:
     return (
         "# MOSES metrics of 30,000 default samples\n\n"
         "Published rows: MOSES (Polykovskiy et al., Front. Pharmacol. 2020, Table 2; '-': not quoted\n"
-        "here). Our rows: `benchmarks/moses_generation_table.py`, which ran\n\n"
+        "here). Our rows: `benchmarks/moses_generation_table.py`, which ran (first/ and v2/: the shipped\n"
+        "checkpoint of git 907a96c and e2328a0, `git archive COMMIT cmim_hf/pretrained`)\n\n"
         f"{commands}\n\n{markdown_table(header, body)}\n"
     )
 
