@@ -35,7 +35,7 @@ from cmim_hf.generation import (
     sample_prior,
 )
 
-LIMITS_SECTION = "README.md, section 'The shipped checkpoint and the paper's comparison'"
+LIMITS_SECTION = "README.md, section 'The shipped checkpoint: v3 (issue 21)'"
 MOLECULES = [
     "CCOC(=O)c1ccc(N)cc1",
     "c1ccc2[nH]ccc2c1",
