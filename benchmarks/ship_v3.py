@@ -24,7 +24,6 @@ Records read (each made by the command it carries):
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,7 +79,8 @@ def _json(path: Path) -> dict[str, Any]:
 
 def _qed_runs() -> dict[str, dict[str, Any]]:
     """Each model's constrained-QED run at its exploration radius (step 0.1 for v0.1 and v2, 0.6 for v3)."""
-    runs = {run["label"]: {**run, "sigma": _json(QED)["settings"]["sigma"]} for run in _json(QED)["runs"]}
+    step_01 = _json(QED)
+    runs = {run["label"]: {**run, "sigma": step_01["settings"]["sigma"]} for run in step_01["runs"]}
     v3 = _json(QED_V3)
     runs["v3"] = {**v3["runs"][0], "sigma": v3["settings"]["sigma"]}
     return runs
@@ -96,9 +96,10 @@ def _downstream(summary: list[dict[str, Any]], featurizer: str) -> dict[str, tup
 def gather() -> dict[str, dict[str, Any]]:
     """Every figure of the trade-off table, per checkpoint, from the records."""
     grid, moses, qed = _json(GRID)["rows"], _json(MOSES), _qed_runs()
+    comparison = _json(V2_RECORD)["downstream"]["random"]["summary"]  # has the first checkpoint's rows too
     summaries = {
-        "first checkpoint": _json(V2_RECORD)["downstream"]["random"]["summary"],
-        "v2": _json(V2_RECORD)["downstream"]["random"]["summary"],
+        "first checkpoint": comparison,
+        "v2": comparison,
         "v3": _json(DOWNSTREAM_V3)["summary"],
     }
     figures = {}
@@ -180,7 +181,9 @@ def record_commands() -> list[str]:
     ]
 
 
-def card_results(figures: dict[str, dict[str, Any]], command: str) -> dict[str, Any]:
+def card_results(
+    figures: dict[str, dict[str, Any]], command: str, posterior_floor_std: float
+) -> dict[str, Any]:
     """The results dict of v3's card (``cmim_hf.model_card``); ``command`` is the one shipping it."""
     v2, v3 = figures["v2"], figures["v3"]
     steps = FIRST_PART_STEPS + _json(V3 / "trainer_state.json")["global_step"]
@@ -195,7 +198,7 @@ def card_results(figures: dict[str, dict[str, Any]], command: str) -> dict[str, 
             "initialised_from": "v2 (cmim-moses-small-v2: 4,500 steps of 128 on the first 640k molecules)",
             "steps": steps,
             "molecules_seen": steps * BATCH,
-            "posterior_floor_std": round(math.exp(_json(V3 / "config.json")["logvar_min"] / 2), 3),
+            "posterior_floor_std": round(posterior_floor_std, 3),
             "recipe": "model_cards/dense_latent/README.md (posterior floor widened from 0.15 to 0.3, then held)",
         },
         "reconstruction": {
@@ -248,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     figures = gather()
     model, tokenizer = load_model_for_generation(str(V3))
-    results = card_results(figures, command_line(__file__, argv))
+    results = card_results(figures, command_line(__file__, argv), model.config.posterior_floor_std)
     save_for_hub(
         model,
         tokenizer,

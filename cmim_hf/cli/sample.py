@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 def sample(args: argparse.Namespace) -> str:
     """Sample, write the molecules batch by batch; the summary line."""
-    if args.num_samples < 1 or args.scale < 0 or (args.radius or 0) < 0:
+    if args.num_samples < 1 or args.scale < 0 or (args.radius is not None and args.radius < 0):
         raise UsageError("--num-samples must be positive, --scale and --radius non-negative")
     seeds = reference = None
     if args.around is not None:
